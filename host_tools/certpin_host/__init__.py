@@ -1,0 +1,1 @@
+"""Host-side tools of certpin: the `certpin` command line (see cli.py)."""

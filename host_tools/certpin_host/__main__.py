@@ -1,0 +1,3 @@
+from certpin_host.cli import main
+
+raise SystemExit(main())

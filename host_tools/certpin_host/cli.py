@@ -1,0 +1,77 @@
+"""certpin: compute pins, build and lint pinsets, verify them against live servers, flash boards.
+
+Subcommands (each in its own module certpin_host/cmd_<name>.py):
+  pin      print the SPKI pins of certificates, keys, CSRs or live servers
+  keygen   make an offline backup key pair and print its pin
+  pinset   build and check pinset files (new, add, from-server, lint)
+  verify   connect to every host of a pinset and report whether a device would accept it
+  flash    lint a pinset, then install it (and the device library) on a board atomically
+  vboard   run a virtual board: the MicroPython unix port behind a pseudo-terminal
+
+Each module provides ``register(subparsers)``, which adds its parser and sets
+``func`` (the handler, taking the parsed args and returning an exit status).
+"""
+import argparse
+import importlib
+import sys
+
+from certpin_host.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
+
+COMMANDS = ("pin", "keygen", "pinset", "verify", "flash", "vboard")
+
+EPILOG = """\
+workflow:
+  certpin pin api.example.com                      # see the server's chain and pins
+  certpin keygen backup-1.pem                      # an offline backup key (keep it safe)
+  certpin pinset new pins.json api.example.com --pin sha256/... --pin sha256/...
+  certpin pinset lint pins.json                    # governance checks
+  certpin verify pins.json                         # would a device accept every host now?
+  certpin flash pins.json --port /dev/ttyUSB0 --lib
+
+exit status: 0 ok, 1 a check found problems, 2 usage error or a user mistake,
+130 interrupted. Run `certpin COMMAND --help` for each command.
+"""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="certpin",
+        description="Certificate and public-key pinning for MicroPython devices: "
+        "compute pins, build and lint pinsets, verify them against live servers, flash boards.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version="%(prog)s " + _version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module("certpin_host.cmd_" + name).register(sub)
+    return parser
+
+
+def _version():
+    try:
+        import certpin
+
+        return certpin.__version__
+    except Exception:  # the CLI must still start to report a broken install
+        return "unknown"
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args) or 0
+    except UserError as e:
+        print("certpin: %s: %s" % (args.command, e), file=sys.stderr)
+        return e.status
+    except KeyboardInterrupt:
+        print("certpin: %s: interrupted" % args.command, file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

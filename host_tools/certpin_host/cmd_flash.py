@@ -1,0 +1,11 @@
+"""certpin flash (not implemented yet)."""
+from certpin_host.errors import UserError
+
+
+def register(sub):
+    p = sub.add_parser("flash", help="(not implemented yet)")
+    p.set_defaults(func=run, command="flash")
+
+
+def run(args):
+    raise UserError("not implemented yet")

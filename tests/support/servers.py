@@ -1,0 +1,88 @@
+"""TLS servers on 127.0.0.1 for tests: real handshakes, real chains.
+
+A server answers every connection with a one-line HTTP/1.0 response naming
+itself, and records every application byte a client sent it, so tests can
+assert that a refused client never sent its request to an attacker.
+"""
+import socket
+import ssl
+import threading
+
+
+class TLSServer:
+    def __init__(self, chain_path, key_path, name="server", host="127.0.0.1", port=0,
+                 reply=None, handshake_only=False):
+        self.name = name
+        self.reply = reply if reply is not None else (
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from %s\n" % name
+        ).encode()
+        self.handshake_only = handshake_only
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(chain_path, key_path)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.received = []  # application bytes from each completed handshake
+        self.handshakes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self._thread.join(5)
+
+    @property
+    def app_bytes(self):
+        return b"".join(self.received)
+
+    def _serve(self):
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        conn.settimeout(10)
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                self.handshakes += 1
+                if self.handshake_only:
+                    return
+                data = b""
+                while b"\n" not in data and len(data) < 65536:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.received.append(data)
+                if data:
+                    tls.sendall(self.reply)
+        except (OSError, ssl.SSLError):
+            pass  # clients that abort the handshake are the point of many tests
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
