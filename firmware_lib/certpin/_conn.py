@@ -15,11 +15,17 @@ from certpin._pinset import Pinset
 CLOCK_FLOOR = 2026
 
 
+def today():
+    # (Y, M, D) in UTC. gmtime() has 8 fields on boards, 9 on unix; the
+    # epoch is 2000 on esp32, 1970 elsewhere: gmtime hides both.
+    return tuple(time.gmtime()[:3])
+
+
 def expired(ps):
     e = ps.expires
     if e is None:
         return False
-    now = tuple(time.gmtime()[:3])
+    now = today()
     return now[0] >= CLOCK_FLOOR and now > e
 
 
