@@ -1,11 +1,91 @@
-"""certpin keygen (not implemented yet)."""
+"""certpin keygen: make an offline backup key pair and print its pin."""
+import argparse
+import os
+
 from certpin_host.errors import UserError
+from certpin_host.pins import key_description, spki_pin
+
+EPILOG = """\
+The HPKP backup-pin practice: a pinset must hold, besides the pin of the key
+your server uses today, the pin of a key that is NOT in use yet. Generate it
+now, put its pin in the pinset, and keep the key offline (USB stick in a safe,
+password manager). When the live key is lost, compromised or rotated, get a
+certificate for the backup key (openssl req -new -key FILE -subj /CN=HOST) and
+deploy it: devices in the field already trust it. Without a spare, the only
+way out is reflashing every device.
+
+examples:
+  certpin keygen backup-1.pem                 # EC P-256 (the default)
+  certpin keygen backup-2.pem --type rsa      # RSA 2048 (--bits 3072 for more)
+  certpin pinset new pins.json api.example.com --pin sha256/LIVE... --key backup-1.pem
+
+The file is written with mode 0600 and is never overwritten.
+"""
 
 
 def register(sub):
-    p = sub.add_parser("keygen", help="(not implemented yet)")
+    p = sub.add_parser(
+        "keygen",
+        help="make an offline backup key pair and print its pin",
+        description="Generate a backup key pair (PEM, PKCS#8, unencrypted, mode 0600) and print its sha256/ pin.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", metavar="FILE", help="where to write the private key (must not exist)")
+    p.add_argument("--type", choices=("ec", "rsa"), default="ec", help="key type (default ec: P-256)")
+    p.add_argument("--curve", choices=("P-256", "P-384"), default="P-256", help="EC curve (default P-256)")
+    p.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
+    p.add_argument("--public", metavar="FILE", help="also write the public key (PEM) here")
     p.set_defaults(func=run, command="keygen")
 
 
 def run(args):
-    raise UserError("not implemented yet")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    for path in (args.file, args.public):
+        if path and os.path.lexists(path):
+            raise UserError("%s: already exists: refusing to overwrite a key (choose another name)" % path)
+    if args.public and os.path.abspath(args.public) == os.path.abspath(args.file):
+        raise UserError("--public must name a different file than FILE")
+    if args.type == "rsa":
+        if args.bits < 2048 or args.bits > 8192:
+            raise UserError("--bits must be between 2048 and 8192")
+        key = rsa.generate_private_key(public_exponent=65537, key_size=args.bits)
+    else:
+        curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}[args.curve]
+        key = ec.generate_private_key(curve)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    _write_exclusive(args.file, pem, 0o600)
+    if args.public:
+        pub = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+        _write_exclusive(args.public, pub, 0o644)
+    pin = spki_pin(key.public_key())
+    print(pin)
+    import sys
+
+    print("certpin: keygen: wrote %s key to %s (mode 0600)%s. Keep it OFFLINE and backed up: it is the spare "
+          "that saves your devices when the live key is lost or rotated. Put its pin in the pinset."
+          % (key_description(key.public_key()), args.file,
+             (", public key to %s" % args.public) if args.public else ""), file=sys.stderr)
+    return 0
+
+
+def _write_exclusive(path, data, mode):
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise UserError("%s: already exists: refusing to overwrite a key" % path)
+    except OSError as e:
+        raise UserError("%s: cannot create: %s" % (path, e.strerror or e))
+    try:
+        os.fchmod(fd, mode)  # the umask may have removed bits; never added any
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        os.unlink(path)
+        raise UserError("%s: cannot write: %s" % (path, e.strerror or e))

@@ -1,0 +1,187 @@
+"""Reading and writing pinset files; host name rules.
+
+Pinsets are written with a stable key order, indent=2 and a trailing newline,
+atomically (temporary file in the same directory, then rename), so a reader
+never sees half a file.
+"""
+import datetime
+import ipaddress
+import json
+import os
+import re
+import tempfile
+
+from certpin_host.errors import UserError
+
+FORMAT = 1
+TOP_KEYS = ("format", "serial", "expires", "hosts")
+HOST_KEYS = ("pins", "subdomains", "report_only")
+
+# A small, PARTIAL list of public suffixes (the full list is
+# https://publicsuffix.org/list/, several thousand entries). `subdomains: true`
+# on one of these would pin a whole registry's worth of unrelated sites.
+PUBLIC_SUFFIXES = frozenset(
+    """
+    com net org edu gov mil int info biz name pro io co ai app dev cloud online site xyz me tv cc
+    us uk de fr nl eu ch at be se no dk fi es it pl cz pt ie ru cn jp kr in br au ca nz za mx ar
+    co.uk org.uk ac.uk gov.uk ltd.uk plc.uk me.uk net.uk
+    com.au net.au org.au edu.au gov.au co.nz org.nz co.jp ne.jp or.jp ac.jp co.kr co.in
+    com.br com.cn com.mx com.ar com.tr com.tw com.hk com.sg co.za
+    github.io gitlab.io herokuapp.com appspot.com azurewebsites.net cloudfront.net
+    amazonaws.com s3.amazonaws.com elasticbeanstalk.com web.app firebaseapp.com pages.dev
+    workers.dev netlify.app vercel.app blogspot.com fly.dev onrender.com ngrok.io ngrok-free.app
+    duckdns.org dyndns.org no-ip.org
+    """.split()
+)
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def is_ip(host):
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def normalise_host(host):
+    """The pinset key for a host: lowercase, no trailing dot."""
+    return host.strip().rstrip(".").lower()
+
+
+def hostname_problem(host):
+    """None if host is a valid pinset key, else what is wrong with it."""
+    if not isinstance(host, str) or not host:
+        return "empty host name"
+    if host != host.lower():
+        return "host %r is not lowercase (write %r)" % (host, normalise_host(host))
+    if host.endswith("."):
+        return "host %r has a trailing dot (write %r)" % (host, normalise_host(host))
+    if is_ip(host):
+        return None
+    if host.startswith("*."):
+        return "host %r is a wildcard: write %r with \"subdomains\": true" % (host, host[2:])
+    if len(host) > 253:
+        return "host name is longer than 253 characters"
+    if "://" in host or "/" in host:
+        return "host %r is a URL or path: write just the host name" % host
+    if ":" in host:
+        return "host %r carries a port: pins are per host name, write %r" % (host, host.rsplit(":", 1)[0])
+    for label in host.split("."):
+        if not _LABEL.match(label):
+            return "host %r is not a valid DNS name (label %r)" % (host, label)
+    if host.replace(".", "").isdigit():
+        return "host %r is neither a DNS name nor a valid IP address" % host
+    return None
+
+
+def is_public_suffix(host):
+    return host in PUBLIC_SUFFIXES
+
+
+def parse_date(text):
+    """'YYYY-MM-DD' -> date, else ValueError."""
+    if not isinstance(text, str) or not re.match(r"^\d{4}-\d{2}-\d{2}$", text):
+        raise ValueError("%r is not a date in the form YYYY-MM-DD" % (text,))
+    return datetime.date(int(text[:4]), int(text[5:7]), int(text[8:10]))
+
+
+def today():
+    return datetime.datetime.now(datetime.timezone.utc).date()
+
+
+class DuplicateKeys(list):
+    pass
+
+
+def loads_with_duplicates(text):
+    """json.loads that also returns [(path, key)] for every duplicated key."""
+    dups = DuplicateKeys()
+
+    def hook(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                dups.append(k)
+            seen.add(k)
+        return dict(pairs)
+
+    data = json.loads(text, object_pairs_hook=hook)
+    return data, dups
+
+
+def read(path):
+    """Parse a pinset file for editing; UserError if it is not a JSON object with format 1."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise UserError("%s: no such file" % path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError("%s: cannot read: %s" % (path, e))
+    try:
+        data, dups = loads_with_duplicates(text)
+    except ValueError as e:
+        raise UserError("%s: not valid JSON: %s" % (path, e))
+    if not isinstance(data, dict):
+        raise UserError("%s: a pinset is a JSON object, not %s" % (path, type(data).__name__))
+    if dups:
+        raise UserError("%s: duplicate JSON keys %s: fix by hand (see `certpin pinset lint`)" % (path, ", ".join(map(repr, dups))))
+    if data.get("format") != FORMAT:
+        raise UserError("%s: \"format\" must be %d, found %r" % (path, FORMAT, data.get("format")))
+    if not isinstance(data.get("hosts", {}), dict):
+        raise UserError("%s: \"hosts\" must be an object" % path)
+    return data
+
+
+def dumps(data):
+    """Stable key order (format, serial, expires, hosts; hosts sorted), indent=2, trailing newline."""
+    out = {}
+    for k in TOP_KEYS:
+        if k in data:
+            out[k] = data[k]
+    for k in sorted(data):  # keep (so lint can flag) anything unexpected, after the known keys
+        if k not in out:
+            out[k] = data[k]
+    hosts = {}
+    for h in sorted(out.get("hosts", {})):
+        entry = out["hosts"][h]
+        if isinstance(entry, dict):
+            e = {k: entry[k] for k in HOST_KEYS if k in entry}
+            e.update({k: entry[k] for k in sorted(entry) if k not in e})
+            entry = e
+        hosts[h] = entry
+    out["hosts"] = hosts
+    return json.dumps(out, indent=2, ensure_ascii=True) + "\n"
+
+
+def write(path, data, overwrite=True):
+    """Write atomically. overwrite=False refuses an existing file (checked again at rename)."""
+    if not overwrite and os.path.lexists(path):
+        raise UserError("%s: already exists (use --force to overwrite, or `pinset add` to change it)" % path)
+    text = dumps(data)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".certpin-", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise UserError("%s: cannot write: %s" % (path, e.strerror or e))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if path appeared meanwhile
+            except FileExistsError:
+                raise UserError("%s: already exists (use --force to overwrite)" % path)
+            os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return text
