@@ -289,3 +289,36 @@ def test_every_help_has_an_example(capsys, argv):
     r = run(capsys, *argv, "--help")
     assert r.status == 0
     assert "example" in r.out and "certpin " in r.out.split("example", 1)[1]
+
+
+def test_der_private_key_pkcs7_and_openssh_key(pki, capsys, tmp_path, monkeypatch):
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    key = serialization.load_pem_private_key(pki.genuine.key_pem, None)
+    der_key = write(tmp_path / "k.der", key.private_bytes(serialization.Encoding.DER,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    ssh_key = write(tmp_path / "id_ecdsa.key", key.private_bytes(serialization.Encoding.PEM,
+                                                                 serialization.PrivateFormat.OpenSSH,
+                                                                 serialization.NoEncryption()))
+    certs = [x509.load_der_x509_certificate(d) for d in pki.genuine.chain_ders]
+    p7 = write(tmp_path / "chain.p7b", pkcs7.serialize_certificates(certs, serialization.Encoding.PEM))
+    monkeypatch.setenv("CERTPIN_PASSPHRASE", "unused")  # a passphrase for a plain key is harmless
+    r = run(capsys, "pin", der_key, ssh_key, p7, "--json")
+    assert r.status == 0, r
+    pins = [i["spki_sha256"] for i in r.json()]
+    assert pins[:2] == [pki.genuine.pin, pki.genuine.pin]
+    assert sorted(pins[2:]) == sorted([pki.genuine.pin, pki.intermediate_pin])  # PKCS#7 is a SET: no order
+    assert [i["kind"] for i in r.json()][:2] == ["private key", "private key"]
+
+
+def test_bad_cafile_is_a_usage_error(pki, capsys, tmp_path):
+    r = run(capsys, "pin", "localhost:1", "--cafile", str(tmp_path / "none.pem"))
+    assert r.status == 2 and "--cafile" in r.err and "no such file" in r.err
+    r = run(capsys, "pin", "localhost:1", "--cafile", pki.path("root.der"))
+    assert r.status == 2 and "not a PEM CA certificate file" in r.err
+
+
+def test_bad_host_port(capsys):
+    r = run(capsys, "pin", "localhost:99999")
+    assert r.status == 2 and "port must be a number" in r.err

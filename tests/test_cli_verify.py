@@ -206,3 +206,9 @@ def test_closed_port_end_to_end(tmp_path, pki):
     assert r.status == 1
     (h,) = json.loads(r.out)["hosts"]
     assert h["status"] == "unreachable" and "connection refused" in h["error"]
+
+
+def test_bad_cafile_is_a_usage_error_not_per_host(capsys, tmp_path, pki):
+    path = pinset(tmp_path, {"localhost": {"pins": [pki.genuine.pin, SPARE]}})
+    r = run(capsys, "verify", path, "--cafile", str(tmp_path / "none.pem"))
+    assert r.status == 2 and "--cafile" in r.err and r.out == ""

@@ -1,6 +1,7 @@
 """certpin keygen: make an offline backup key pair and print its pin."""
 import argparse
 import os
+import sys
 
 from certpin_host.errors import UserError
 from certpin_host.pins import key_description, spki_pin
@@ -64,8 +65,6 @@ def run(args):
         _write_exclusive(args.public, pub, 0o644)
     pin = spki_pin(key.public_key())
     print(pin)
-    import sys
-
     print("certpin: keygen: wrote %s key to %s (mode 0600)%s. Keep it OFFLINE and backed up: it is the spare "
           "that saves your devices when the live key is lost or rotated. Put its pin in the pinset."
           % (key_description(key.public_key()), args.file,

@@ -85,6 +85,10 @@ def items_for(source, args):
 
 
 def run(args):
+    try:
+        fetch.check_cafile(args.cafile)
+    except fetch.FetchError as e:
+        raise UserError(str(e))
     results = []
     for source in args.sources:
         items, note = items_for(source, args)

@@ -195,11 +195,11 @@ def _entry(host, pins, args):
     return entry
 
 
-def _warn_entry(host, entry):
-    if entry.get("report_only"):
-        print("certpin: pinset: warning: %s is report-only: mismatches are reported, not refused" % host, file=sys.stderr)
-    if len(entry["pins"]) < 2:
-        print("certpin: pinset: warning: %s has a single pin and no backup" % host, file=sys.stderr)
+def _lint_hint(path):
+    """After writing: what `pinset lint` would say about the whole file (stderr, never fatal here)."""
+    findings = lint.lint_file(path)
+    for f in findings:
+        print("certpin: pinset: lint: %s" % lint.format_finding(f), file=sys.stderr)
 
 
 def run_new(args):
@@ -211,8 +211,8 @@ def run_new(args):
         data["expires"] = exp
     data["hosts"] = {host: entry}
     pinsetfile.write(args.file, data, overwrite=args.force)
-    _warn_entry(host, entry)
     print("%s: new pinset, serial 1, host %s with %d pins" % (args.file, host, len(entry["pins"])))
+    _lint_hint(args.file)
     return 0
 
 
@@ -243,7 +243,7 @@ def run_add(args):
     if not os.path.exists(args.file):
         raise UserError("%s: no such file (create it with `certpin pinset new`)" % args.file)
     _update(args.file, host, entry, exp)
-    _warn_entry(host, entry)
+    _lint_hint(args.file)
     return 0
 
 
@@ -257,6 +257,10 @@ def run_from_server(args):
         raise UserError("give at least one --backup KEYFILE (`certpin keygen backup.pem` makes one): "
                         "a pinset without a backup pin is the classic self-inflicted outage")
     exp = _expires(args.expires)
+    try:
+        fetch.check_cafile(args.cafile)
+    except fetch.FetchError as e:
+        raise UserError(str(e))
     backups = []
     for path in args.backup:
         backups.append((path, load_file(path)[0].spki_sha256))
@@ -298,7 +302,7 @@ def run_from_server(args):
         data["hosts"] = {host: entry}
         pinsetfile.write(args.file, data, overwrite=False)
         print("%s: new pinset, serial 1, host %s with %d pins" % (args.file, host, len(entry["pins"])))
-    _warn_entry(host, entry)
+    _lint_hint(args.file)
     return 0
 
 

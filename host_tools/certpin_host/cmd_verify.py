@@ -158,6 +158,10 @@ def run(args):
         obj, data = device.load(text)
     except ValueError as e:
         raise UserError("%s: a device would refuse this pinset: %s (see `certpin pinset lint`)" % (args.file, e))
+    try:
+        fetch.check_cafile(args.cafile)
+    except fetch.FetchError as e:
+        raise UserError(str(e))
     if args.jobs < 1:
         raise UserError("--jobs must be at least 1")
     if not 0 < args.port < 65536:
@@ -181,7 +185,7 @@ def run(args):
         pinset_warnings.append("the pinset expires in %d days" % pinset_days)
 
     results = {}
-    progress = len(hosts) >= PROGRESS_MIN_HOSTS and not args.json or len(hosts) >= PROGRESS_MIN_HOSTS * 4
+    progress = len(hosts) >= PROGRESS_MIN_HOSTS  # on stderr: never mixes with --json output
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(args.jobs, len(hosts))) as pool:
         futures = {pool.submit(check_host, h, obj, data, args, now): h for h in hosts}
         for n, fut in enumerate(concurrent.futures.as_completed(futures), 1):

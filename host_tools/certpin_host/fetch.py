@@ -83,6 +83,12 @@ def _context(cafile, verify):
         raise FetchError("--cafile %s: not a PEM CA certificate file (%s)" % (cafile, e))
 
 
+def check_cafile(cafile):
+    """Raise FetchError now if --cafile is unusable (not once per host later)."""
+    if cafile:
+        _context(cafile, True)
+
+
 def _der_list(items):
     import _ssl
 

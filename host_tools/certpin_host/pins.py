@@ -204,16 +204,24 @@ def _encrypted_key_error(path):
     )
 
 
+def _load_private(path, loader, data):
+    """Load a private key; encrypted keys use $CERTPIN_PASSPHRASE. ValueError: not a (readable) key."""
+    try:
+        return loader(data, password=None)
+    except TypeError:  # encrypted
+        pw = _passphrase()
+        if pw is None:
+            raise _encrypted_key_error(path)
+        try:
+            return loader(data, password=pw)
+        except ValueError:
+            raise UserError("%s: wrong passphrase in CERTPIN_PASSPHRASE for the encrypted private key" % path)
+
+
 def _private_item(path, loader, data):
     try:
-        key = loader(data, password=_passphrase())
-    except TypeError:  # encrypted and no passphrase, or passphrase for a plain key
-        if _passphrase() is None:
-            raise _encrypted_key_error(path)
-        key = loader(data, password=None)
+        key = _load_private(path, loader, data)
     except ValueError as e:
-        if _passphrase() is not None and "decrypt" in str(e).lower():
-            raise UserError("%s: wrong passphrase in CERTPIN_PASSPHRASE for the encrypted private key" % path)
         raise UserError("%s: bad private key: %s" % (path, e))
     return Item("private key", key.public_key())
 
@@ -295,14 +303,13 @@ def _load_der(path, data):
         pass
     try:
         return [Item("public key", serialization.load_der_public_key(data))]
-    except (ValueError, Exception):
+    except Exception:  # ValueError, UnsupportedAlgorithm: not a public key we can use
         pass
     try:
-        key = serialization.load_der_private_key(data, password=_passphrase())
-        return [Item("private key", key.public_key())]
-    except TypeError:
-        raise _encrypted_key_error(path)
-    except (ValueError, Exception):
+        return [Item("private key", _load_private(path, serialization.load_der_private_key, data).public_key())]
+    except UserError:
+        raise
+    except Exception:
         pass
     try:
         from cryptography.hazmat.primitives.serialization import pkcs7
@@ -310,7 +317,7 @@ def _load_der(path, data):
         certs = pkcs7.load_der_pkcs7_certificates(data)
         if certs:
             return [Item("certificate", c.public_key(), cert=c) for c in certs]
-    except (ValueError, Exception):
+    except Exception:
         pass
     raise UserError(
         "%s: not a certificate, public key, private key or CSR (tried PEM and DER)" % path

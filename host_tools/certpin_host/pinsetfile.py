@@ -177,9 +177,17 @@ def write(path, data, overwrite=True):
         else:
             try:
                 os.link(tmp, path)  # fails if path appeared meanwhile
+                os.unlink(tmp)
             except FileExistsError:
                 raise UserError("%s: already exists (use --force to overwrite)" % path)
+            except OSError:  # no hard links here: check, then rename
+                if os.path.lexists(path):
+                    raise UserError("%s: already exists (use --force to overwrite)" % path)
+                os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
             os.unlink(tmp)
+        raise UserError("%s: cannot write: %s" % (path, e.strerror or e))
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
