@@ -80,8 +80,27 @@ def boot_script(fs, root, image=None, mkfs=False):
     lines = ["import vfs, os, sys"]
     if fs == "posix":
         lines += [
+            # MicroPython's VfsPosix(root).rename builds both host paths in one shared
+            # buffer (extmod/vfs_posix.c), so with two absolute paths the source is lost
+            # (ENOENT). A Python wrapper hands it the source relative to the process cwd
+            # (= root + board cwd). Not a subclass: a Python subclass of VfsPosix breaks
+            # imports from absolute paths (import_stat gets the wrong object).
+            "class _Root:",
+            "    def __init__(self, root):",
+            "        self.v = vfs.VfsPosix(root)",
+            "    def mount(self, readonly, mkfs):",
+            "        pass",
+            "    def umount(self):",
+            "        pass",
+            "    def rename(self, a, b):",
+            "        if a[:1] == '/' and b[:1] == '/':",
+            "            a = '../' * len([c for c in self.v.getcwd().split('/') if c]) + a[1:]",
+            "        self.v.rename(a, b)",
+            "    def __getattr__(self, name):",
+            "        return getattr(self.v, name)",
             "vfs.umount('/')",
-            "vfs.mount(vfs.VfsPosix(%r), '/')" % root,
+            "vfs.mount(_Root(%r), '/')" % root,
+            "del _Root",
         ]
     else:
         cls = "VfsLfs2" if fs == "lfs2" else "VfsFat"
