@@ -370,6 +370,9 @@ def parse_pin(text):
         raise PinFormatError("pin %r holds a %d-byte digest: a SHA-256 pin is 32 bytes" % (text, len(digest)))
     if not _B64.match(body):
         raise PinFormatError("pin %r: base64 must be 44 characters with '=' padding" % text)
+    if b64(digest) != body:  # unused low bits set: another tool would print a different string
+        raise PinFormatError("pin %r is not canonical base64 (it decodes, but encodes back as %r)"
+                             % (text, prefix + b64(digest)))
     return prefix, digest
 
 
