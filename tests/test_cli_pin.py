@@ -266,6 +266,9 @@ KEYS = {
 def test_host_pins_equal_device_library_pins(kind, capsys, tmp_path):
     import certpin  # the device library (firmware_lib/certpin)
 
+    assert os.path.samefile(os.path.dirname(certpin.__file__),
+                            os.path.join(os.path.dirname(os.path.dirname(__file__)), "firmware_lib", "certpin"))
+
     der = _self_signed(KEYS[kind]())
     path = write(tmp_path / (kind + ".der"), der)
     (item,) = run(capsys, "pin", path, "--json").json()

@@ -317,6 +317,10 @@ def test_lint_expiry(capsys, tmp_path):
     assert findings == []
     r, findings = lint_text(capsys, tmp_path, far, "--strict")
     assert r.status == 1
+    near = good()
+    near["expires"] = soon(10)
+    r, findings = lint_text(capsys, tmp_path, near)
+    assert r.status == 0 and has(findings, "warning", "only 10 days away"), findings
     bad = good()
     bad["expires"] = "2027-02-30"
     r, findings = lint_text(capsys, tmp_path, bad)

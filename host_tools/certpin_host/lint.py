@@ -18,6 +18,7 @@ Finding = collections.namedtuple("Finding", "level host message")
 ERROR = "error"
 WARNING = "warning"
 DEFAULT_MAX_DAYS = 400
+SOON_DAYS = 30
 
 
 def lint_file(path, **opts):
@@ -90,6 +91,9 @@ def lint_pinset_text(text, today=None, max_days=DEFAULT_MAX_DAYS):
             days = (exp - today).days
             if days < 0:
                 err("\"expires\" %s is in the past (%d days ago): ship a new pinset" % (data["expires"], -days))
+            elif days < SOON_DAYS:
+                warn("\"expires\" %s is only %d days away: ship the next pinset to every device before then"
+                     % (data["expires"], days))
             elif days > max_days:
                 warn("\"expires\" %s is %d days away (more than %d): a long-lived pinset outlives its keys"
                      % (data["expires"], days, max_days))
