@@ -24,8 +24,7 @@ class PinsetError(Error):
 
 
 from certpin._der import cert_sha256, spki_sha256  # noqa: E402
-from certpin._pinset import Pinset, load, loads  # noqa: E402
-from certpin._check import check  # noqa: E402
+from certpin._pinset import Pinset, check, load, loads  # noqa: E402
 
 
 def __getattr__(name):
@@ -34,7 +33,7 @@ def __getattr__(name):
     if name in ("SSLContext", "connect"):
         import sys
 
-        m = "certpin._cpy" if sys.implementation.name == "cpython" else "certpin._mpy"
+        m = "certpin._cpy" if sys.implementation.name == "cpython" else "certpin._tls"
         __import__(m)
         return getattr(sys.modules[m], name)
     raise AttributeError(name)

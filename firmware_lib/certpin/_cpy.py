@@ -6,11 +6,11 @@
 import ssl
 
 from certpin import PinError
-from certpin._conn import Conn, connect as _connect, context_args
+from certpin._tls import Conn, context_args, open_socket
 
 
 class SSLContext:
-    """An SSLContext whose connections must match ``pinset`` (see certpin/_mpy.py)."""
+    """An SSLContext whose connections must match ``pinset`` (see certpin/_tls.py)."""
 
     def __init__(self, pinset, cadata=None, on_failure=None):
         self.pinset, self.cadata, self.on_failure = context_args(pinset, cadata, on_failure)
@@ -143,7 +143,7 @@ class _PinnedSocket(ssl.SSLSocket):
 
 def connect(host, port=443, pinset=None, cadata=None, timeout=None):
     """A connected TLS socket to host:port whose certificate matched the pinset."""
-    return _connect(SSLContext, host, port, pinset, cadata, timeout)
+    return open_socket(SSLContext, host, port, pinset, cadata, timeout)
 
 
 __all__ = ["SSLContext", "connect", "PinError"]

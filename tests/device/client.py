@@ -14,10 +14,10 @@ cfg = json.load(open(sys.argv[1]))
 failures = []
 
 if cfg.get("fake_date"):
-    import certpin._conn
+    import certpin._tls
 
     _date = tuple(cfg["fake_date"])
-    certpin._conn.today = lambda: _date  # the library's one reading of the clock
+    certpin._tls.today = lambda: _date  # the library's one reading of the clock
 
 
 def read_all(s):

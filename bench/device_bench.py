@@ -1,0 +1,89 @@
+# Runs on the MicroPython unix port (from .mpy): speed and memory of certpin.
+# argv: DIR holding rsa2048.der, p256.der, pinset50.json. Prints JSON.
+import gc
+import hashlib
+import json
+import sys
+import time
+
+d = sys.argv[1]
+gc.collect()
+m0 = gc.mem_alloc()
+import certpin  # noqa: E402
+
+gc.collect()
+import_ram = gc.mem_alloc() - m0
+certpin.SSLContext  # the TLS layer, loaded on first use
+gc.collect()
+import_ram_tls = gc.mem_alloc() - m0
+
+
+
+def alloc(f, *a):
+    f(*a)  # warm up (first calls may intern or cache)
+    gc.collect()
+    gc.disable()
+    m = gc.mem_alloc()
+    f(*a)
+    r = gc.mem_alloc() - m
+    gc.enable()
+    return r
+
+
+def best_us(f, a, n=500, runs=40):
+    # Best of many short runs: robust against other load on the machine.
+    best = None
+    for _ in range(runs):
+        t = time.ticks_us()
+        for _ in range(n):
+            f(a)
+        us = time.ticks_diff(time.ticks_us(), t) / n
+        best = us if best is None or us < best else best
+    return best
+
+
+def full_hash(der):
+    return hashlib.sha256(der).digest()
+
+
+out = {"import_ram": import_ram, "import_ram_with_tls": import_ram_tls}
+for name in ("rsa2048", "p256"):
+    der = open(d + "/" + name + ".der", "rb").read()
+    mv = memoryview(der)
+    out[name] = {
+        "cert_bytes": len(der),
+        "spki_alloc_memoryview": alloc(certpin.spki_sha256, mv),
+        "spki_alloc_bytes": alloc(certpin.spki_sha256, der),
+        "spki_us": best_us(certpin.spki_sha256, mv),
+        "full_hash_us": best_us(full_hash, mv),
+    }
+    out[name]["ratio"] = out[name]["spki_us"] / out[name]["full_hash_us"]
+
+def scrub(n):
+    # Overwrite stale stack slots: the GC scans the C stack conservatively, and
+    # a stale pointer to the parsed JSON would be counted as pinset RAM.
+    a = [0] * 32
+    return scrub(n - 1) if n else len(a)
+
+
+text = open(d + "/pinset50.json").read()
+ps = certpin.loads(text)
+leaf = open(d + "/p256.der", "rb").read()
+host = ps.hosts()[-1]
+chain = [leaf]
+out["check_alloc_bytes_leaf"] = alloc(certpin.check, ps, host, chain)
+out["check_alloc_memoryview_leaf"] = alloc(certpin.check, ps, host, [memoryview(leaf)])
+del ps
+scrub(30)
+gc.collect()
+m = gc.mem_alloc()
+ps = certpin.loads(text)
+scrub(30)
+gc.collect()
+ram = gc.mem_alloc() - m
+pins = sum(len(ps.pins(h)) for h in ps.hosts())
+out["pinset_hosts"] = len(ps.hosts())
+out["pinset_pins"] = pins
+out["pinset_ram"] = ram
+out["ram_per_pin"] = out["pinset_ram"] / pins
+print(json.dumps(out))

@@ -1,0 +1,52 @@
+# Failure messages, loaded only when something is refused. They name the
+# host, every certificate the server presented (depth, pin, subject where
+# known) and the pins configured, so a person can fix the pinset by reading it.
+from binascii import b2a_base64
+
+from certpin import Error
+from certpin._der import spki_sha256
+
+
+def _subject(der):
+    # Known on CPython with `cryptography`; never on a device.
+    try:
+        from cryptography import x509
+
+        return " " + x509.load_der_x509_certificate(bytes(der)).subject.rfc4514_string()
+    except Exception:
+        return ""
+
+
+def unknown(ps, host):
+    names = ps.hosts()
+    return "%r is not in the pinset (it has: %s); connections to unpinned hosts are refused" % (
+        host,
+        ", ".join(names[:6]) + (", ..." if len(names) > 6 else ""),
+    )
+
+
+def describe(ps, host, seen, verified, why):
+    # seen: [(depth, SPKI digest or error text, subject)].
+    out = [host + ": " + why]
+    if not seen:
+        out.append("  the server presented no certificate")
+    for depth, d, subj in sorted(seen):
+        pin = "sha256/" + b2a_base64(d)[:44].decode() if isinstance(d, bytes) else "unusable: " + d
+        out.append(
+            "  presented depth %d: %s%s%s" % (depth, pin, subj or "", "" if depth == 0 or verified else " (not counted)")
+        )
+    out.append("  configured for %s: %s" % (host, ", ".join(ps.pins(host))))
+    if not verified:
+        out.append("  without cadata (CA validation) only the leaf, depth 0, can match")
+    return "\n".join(out)
+
+
+def mismatch(ps, host, chain, verified):
+    seen = []
+    for i, der in enumerate(chain):
+        try:
+            d = spki_sha256(der)
+        except Error as e:
+            d = e.args[0]
+        seen.append((i, d, _subject(der)))
+    return describe(ps, host, seen, verified, "no configured pin matched")

@@ -1,0 +1,279 @@
+# Pinned TLS. Conn is the pin policy of one connection (shared with the
+# CPython layer in _cpy.py); SSLContext is the MicroPython layer.
+#
+# On MicroPython (>= 1.23) the pins are checked inside the handshake by
+# tls.SSLContext.verify_callback, hashing mbedTLS's buffer in place: a mismatch
+# aborts the handshake before any application byte is sent. Firmware without
+# verify_callback but with getpeercert(True) is checked right after the
+# handshake; firmware with neither is refused.
+import io
+import time
+
+from certpin import Error, PinError, PinsetError
+from certpin._der import spki_sha256
+from certpin._pinset import Pinset, _drop, _once, match
+
+try:
+    import tls
+except ImportError:  # MicroPython 1.22 calls the C module ssl (and so does CPython)
+    import ssl as tls
+
+# A clock before this year is "not set yet" (no NTP): expiry is not judged.
+CLOCK_FLOOR = 2026
+# Rejects from the callback must be negative mbedTLS codes, and not
+# X509_CERT_VERIFY_FAILED (-0x2700): CERT_OPTIONAL forgives that one.
+_REJECT = -0x3000  # MBEDTLS_ERR_X509_FATAL_ERROR
+
+
+def today():
+    # (Y, M, D) UTC; gmtime hides the epoch (2000 on esp32, 1970 elsewhere).
+    return tuple(time.gmtime()[:3])
+
+
+class Conn:
+    # see() runs inside mbedTLS's verify callback: it never raises (that would
+    # unwind through C) and never calls user code. on_failure is only called
+    # from __init__, finish() and refused(), outside the handshake.
+    def __init__(self, ctx, host):
+        ps = ctx.pinset
+        r = ps._find(host)
+        if r < 0:
+            if not host:
+                raise PinError("server_hostname is required: pins are looked up by it")
+            try:
+                raise PinError(_once("_report").unknown(ps, host))
+            finally:
+                _drop("_report")
+        self.ps, self.r, self.host, self.on_failure = ps, r, host, ctx.on_failure
+        self.verified = bool(ctx.cadata)
+        self.report = ps._b[r] & 2
+        self.pins = True  # False: expired pinset + CA validation = CA only
+        self.leaf = False  # the check ran on depth 0
+        self.matched = self.error = None
+        self.seen = []  # (depth, digest or error text, subject)
+        e = ps.expires
+        now = today()
+        if e and now[0] >= CLOCK_FLOOR and now > e:
+            self.pins = not self.verified
+            self._notify(
+                "pinset_expired",
+                False,
+                "%s: the pinset expired on %04d-%02d-%02d: %s; provision a fresh pinset"
+                % (host, e[0], e[1], e[2], "pins still enforced (no cadata)" if self.pins else "CA validation only"),
+            )
+
+    def see(self, cert, depth):
+        # One certificate of the chain the stack built, top first, leaf last.
+        # True lets the handshake go on.
+        try:
+            if depth == 0:
+                self.leaf = True
+            if not self.pins:
+                return True
+            if self.matched is None:
+                try:
+                    d = spki_sha256(cert)
+                    if depth == 0 or self.verified:
+                        self.matched = match(self.ps, self.r, cert, d)
+                except Error as e:
+                    d = e.args[0]
+                self.seen.append((depth, d, ""))
+            return depth > 0 or self.matched is not None or self.report
+        except Exception as e:  # MemoryError or a bug: refuse, never unwind through C
+            self.error = e
+            return False
+
+    def _notify(self, reason, enforced, message):
+        if self.on_failure:
+            self.on_failure({"host": self.host, "reason": reason, "enforced": enforced, "message": message})
+
+    def _fail(self, reason, message):
+        self._notify(reason, not self.report, message)
+        if not self.report:
+            raise PinError(message)
+
+    def finish(self):
+        # After the handshake, before the socket reaches the caller.
+        if self.error is not None:
+            self._fail("internal_error", "%s: the pin check failed: %r" % (self.host, self.error))
+        elif not self.pins or self.matched is not None:
+            return
+        elif not self.leaf:
+            self._fail("not_checked", "%s: the handshake completed but the pin check never ran on the leaf" % self.host)
+        else:
+            why = "no configured pin matched"
+            for depth, d, _ in self.seen:
+                if depth == 0 and not isinstance(d, bytes):
+                    why = "the leaf certificate cannot be checked"
+            try:
+                msg = _once("_report").describe(self.ps, self.host, self.seen, self.verified, why)
+            finally:
+                _drop("_report")
+            self._fail("pin_mismatch", msg)
+
+    def refused(self, exc):
+        # The stack refused the handshake. Ours: say why as a PinError. A CA
+        # validation failure is a PinError too. Network errors pass through.
+        if self.error is not None or (self.leaf and self.matched is None and self.pins and not self.report):
+            self.finish()
+        if isinstance(exc, ValueError) or "X509" in str(exc):
+            self.report = False
+            self._fail("tls_refused", "%s: TLS certificate validation failed: %s" % (self.host, exc))
+
+
+def context_args(pinset, cadata, on_failure):
+    if not isinstance(pinset, Pinset):
+        raise PinsetError("expected a Pinset from certpin.load() or certpin.loads()")
+    if cadata is not None:
+        cadata = list(cadata) if isinstance(cadata, (list, tuple)) else [cadata]
+        for c in cadata:
+            if not isinstance(c, (bytes, bytearray)):
+                raise Error("cadata: expected DER certificate bytes or a list of them")
+    if on_failure is not None and not callable(on_failure):
+        raise Error("on_failure must be callable")
+    return pinset, cadata or None, on_failure
+
+
+class SSLContext:
+    """An SSLContext whose connections must match ``pinset``.
+
+    Use it wherever code takes an SSLContext (umqtt.simple's ssl=,
+    asyncio.open_connection(..., ssl=ctx)). ``cadata``: a DER CA certificate or
+    a list; with it mbedTLS validates the chain and the hostname, and a pin may
+    match any certificate of the validated chain; without it only the leaf may.
+    ``on_failure(record)``: called for each failure with a dict (host, reason,
+    enforced, message).
+    """
+
+    def __init__(self, pinset, cadata=None, on_failure=None):
+        self.pinset, self.cadata, self.on_failure = context_args(pinset, cadata, on_failure)
+        if not hasattr(tls, "SSLContext"):
+            raise Error("this firmware has no SSLContext (MicroPython < 1.22): pins cannot be checked; upgrade it")
+
+    def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
+        st = Conn(self, server_hostname)
+        # One mbedTLS context per connection: callback state is per connection
+        # and deferred handshakes may interleave.
+        c = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+        for der in self.cadata or ():
+            try:
+                c.load_verify_locations(der)
+            except ValueError:
+                raise Error("cadata: a certificate this firmware cannot load (DER expected)")
+        # CERT_NONE would skip the callback; CERT_OPTIONAL runs it and ignores
+        # chain errors, which is why Conn then lets only the leaf match.
+        c.verify_mode = tls.CERT_REQUIRED if self.cadata else tls.CERT_OPTIONAL
+        try:
+            c.verify_callback = lambda cert, depth: 0 if st.see(cert, depth) else _REJECT
+            late = False
+        except AttributeError:  # no verify_callback before v1.23: check after the handshake
+            late = do_handshake_on_connect = True
+            if not self.cadata:
+                c.verify_mode = tls.CERT_NONE
+        try:
+            s = c.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=do_handshake_on_connect)
+        except (OSError, ValueError) as e:
+            st.refused(e)
+            raise
+        if not do_handshake_on_connect:
+            return _Deferred(s, st)
+        try:
+            if late:
+                if not hasattr(s, "getpeercert"):
+                    raise Error("this firmware has neither verify_callback (MicroPython >= 1.23) nor getpeercert: pins cannot be checked")
+                st.see(s.getpeercert(True), 0)
+            st.finish()
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+
+class _Deferred(io.IOBase):
+    # A socket whose handshake happens on first use (asyncio). The callback
+    # still aborts a mismatching handshake; this wrapper turns the abort into
+    # the PinError that explains it, runs finish() before any byte reaches the
+    # caller, and calls on_failure outside the handshake.
+    def __init__(self, s, st):
+        self._s, self._st, self._p = s, st, None
+
+    def _io(self, f, *a):
+        st = self._st
+        try:
+            r = f(*a)
+        except OSError as e:
+            if st is not None:
+                self._st = None
+                try:
+                    st.refused(e)
+                finally:
+                    self._s.close()
+            raise
+        if st is not None and r is not None:  # None: non-blocking, handshake not done
+            self._st = None
+            try:
+                st.finish()
+            except BaseException:
+                self._s.close()
+                raise
+        return r
+
+    def read(self, *a):
+        return self._io(self._s.read, *a)
+
+    def readinto(self, *a):
+        return self._io(self._s.readinto, *a)
+
+    def readline(self):
+        return self._io(self._s.readline)
+
+    def write(self, buf):
+        return self._io(self._s.write, buf)
+
+    def setblocking(self, flag):
+        return self._s.setblocking(flag)
+
+    def close(self):
+        self._s.close()
+
+    def ioctl(self, req, arg):
+        # The stream protocol for select.poll/asyncio: ask the real socket.
+        if req == 3:  # MP_STREAM_POLL
+            import select
+
+            if self._p is None:
+                self._p = select.poll()
+                self._p.register(self._s, arg)
+            else:
+                self._p.modify(self._s, arg)
+            for _, ev in self._p.ipoll(0):
+                return ev
+            return 0
+        if req == 4:  # MP_STREAM_CLOSE
+            self.close()
+            return 0
+        return -1
+
+
+def open_socket(ctx_class, host, port, pinset, cadata, timeout):
+    import socket
+
+    from certpin._pinset import load
+
+    ctx = ctx_class(load() if pinset is None else pinset, cadata)
+    Conn(ctx, host)  # refuse an unpinned host before any network traffic
+    ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    s = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
+    try:
+        if timeout is not None:
+            s.settimeout(timeout)
+        s.connect(ai[-1])
+        return ctx.wrap_socket(s, server_hostname=host)
+    except BaseException:
+        s.close()
+        raise
+
+
+def connect(host, port=443, pinset=None, cadata=None, timeout=None):
+    """A connected TLS socket to host:port whose certificate matched the pinset."""
+    return open_socket(SSLContext, host, port, pinset, cadata, timeout)
