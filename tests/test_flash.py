@@ -1,0 +1,132 @@
+"""certpin flash: onto virtual boards through the real tools, atomically, after lint."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from support.vboard_fixtures import CERTPIN, fake_pin, make_pinset, sha256_hex, vboard  # noqa: F401
+
+CONNECT = """\
+import certpin
+ps = certpin.load()
+for port in %r:
+    try:
+        s = certpin.connect('localhost', port, timeout=10)
+        s.write(b'GET / HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n')
+        print('CONNECTED', port, s.read(200))
+        s.close()
+    except certpin.PinError as e:
+        print('REFUSED', port, e)
+"""
+
+
+def _good_pinset(tmp_path, pki, name="pins.json", serial=1):
+    return make_pinset(tmp_path / name, {"localhost": [pki.genuine.pin, pki.rotated.pin]}, serial=serial)
+
+
+def test_mpremote_flash_lib_and_pinset_then_the_board_connects_pinned(vboard, tmp_path, pki, serve):
+    b = vboard()
+    pins = _good_pinset(tmp_path, pki)
+    p = b.flash(pins, "--lib")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "matches" in p.stdout and "installed /certpin.json" in p.stdout
+    # read back: on the host side of the posix board, and through the tool
+    assert sha256_hex(os.path.join(b.root, "certpin.json")) == sha256_hex(pins)
+    back = tmp_path / "back.json"
+    b.mpremote("fs", "cp", ":/certpin.json", str(back))
+    assert back.read_bytes() == open(pins, "rb").read()
+    lib = sorted(os.listdir(os.path.join(b.root, "lib", "certpin")))
+    assert "__init__.mpy" in lib and not [n for n in lib if n.endswith((".py", ".tmp"))]
+    genuine, rogue = serve(pki.genuine), serve(pki.rogue_leaf)
+    out = b.run(CONNECT % ([genuine.port, rogue.port],), tmp_path)
+    assert "CONNECTED %d b'HTTP/1.0 200 OK" % genuine.port in out, out
+    assert "REFUSED %d" % rogue.port in out and pki.genuine.pin in out, out
+    assert rogue.app_bytes == b""  # the attacker never saw the request
+
+
+def test_ampy_flash_onto_littlefs_and_read_back(vboard, tmp_path, pki, serve):
+    b = vboard(fs="lfs2")
+    pins = _good_pinset(tmp_path, pki)
+    p = b.flash(pins, "--lib", "--tool", "ampy")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert b.ampy("get", "/certpin.json").stdout.rstrip("\n") == open(pins).read()
+    listing = b.ampy("ls", "/lib/certpin").stdout
+    assert "/lib/certpin/__init__.mpy" in listing and ".tmp" not in listing
+    genuine = serve(pki.genuine)
+    out = b.run(CONNECT % ([genuine.port],), tmp_path)
+    assert "CONNECTED %d" % genuine.port in out, out
+
+
+def test_flash_replaces_the_previous_pinset_on_fat(vboard, tmp_path, pki):
+    b = vboard(fs="fat", size=256 * 1024)
+    assert b.flash(_good_pinset(tmp_path, pki, "a.json", serial=1), "--lib").returncode == 0
+    second = _good_pinset(tmp_path, pki, "b.json", serial=2)
+    p = b.flash(second)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = b.run("import certpin, os\nprint('serial', certpin.load().serial if hasattr(certpin.load(), 'serial') else '?')\n"
+                "print(open('/certpin.json').read())\nprint(os.listdir('/'))\n", tmp_path)
+    assert '"serial": 2' in out and ".tmp" not in out
+
+
+def test_a_pinset_failing_lint_is_refused_and_force_overrides_governance_only(vboard, tmp_path, pki):
+    b = vboard()
+    single = make_pinset(tmp_path / "single.json", {"localhost": [pki.genuine.pin]})  # no backup pin
+    p = b.flash(single)
+    assert p.returncode == 1
+    assert p.stderr.startswith("certpin: flash: ") and "--force" in p.stderr
+    assert "lint: " in p.stdout
+    assert not os.path.exists(os.path.join(b.root, "certpin.json"))
+    p = b.flash(single, "--force")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert os.path.exists(os.path.join(b.root, "certpin.json"))
+    # what the device itself would refuse is never flashed, --force or not
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"format": 1, "hosts": {"localhost": {"pins": ["sha256/short"], "typo": 1}}}))
+    p = b.flash(broken, "--force")
+    assert p.returncode == 1 and "device would refuse" in p.stderr, p.stderr
+    assert sha256_hex(os.path.join(b.root, "certpin.json")) == sha256_hex(single)
+
+
+def _big_pinset(tmp_path, n=380):  # ~62 KB: near the 64 KB a device accepts
+    hosts = {"h%04d.example.com" % i: [fake_pin("a%d" % i), fake_pin("b%d" % i)] for i in range(n)}
+    return make_pinset(tmp_path / "big.json", hosts, serial=9)
+
+
+@pytest.mark.parametrize("tool", ["mpremote", "ampy"])
+def test_killed_copy_leaves_the_previous_pinset_and_the_next_flash_no_temp_file(vboard, tmp_path, pki, tool):
+    b = vboard()
+    old = _good_pinset(tmp_path, pki)
+    assert b.flash(old).returncode == 0
+    big = _big_pinset(tmp_path)
+    dest = os.path.join(b.root, "certpin.json")
+    tmp = dest + ".tmp"
+    p = subprocess.Popen(CERTPIN + ["flash", big, "--port", b.port, "--tool", tool], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (os.path.exists(tmp) and os.path.getsize(tmp) > 0):
+            assert p.poll() is None, "flash ended before copying: %r" % (p.communicate(),)
+            time.sleep(0.005)
+        assert os.path.exists(tmp), "the copy never started"
+        os.killpg(p.pid, signal.SIGKILL)  # the tool and certpin die mid-copy: a pulled cable
+        p.wait(10)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+        p.stdout.close()
+        p.stderr.close()
+    assert 0 < os.path.getsize(tmp) < os.path.getsize(big), "not killed part way"
+    assert sha256_hex(dest) == sha256_hex(old)  # the previous pinset is untouched
+    out = b.run("import json\nprint(sorted(json.load(open('/certpin.json'))['hosts']))\n", tmp_path)
+    assert "['localhost']" in out
+    # the next flash removes the leftover and installs the new pinset
+    second = _good_pinset(tmp_path, pki, "second.json", serial=2)
+    p = b.flash(second, "--tool", tool)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "interrupted flash" in p.stdout
+    assert not os.path.exists(tmp)
+    assert sha256_hex(dest) == sha256_hex(second)
