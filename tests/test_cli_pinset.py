@@ -407,3 +407,17 @@ def test_lint_api_for_flash(tmp_path):
 def test_lint_missing_file_is_a_usage_error(capsys, tmp_path):
     r = run(capsys, "pinset", "lint", str(tmp_path / "nope.json"))
     assert r.status == 2 and "no such file" in r.err
+
+
+def test_pins_whose_base64_starts_with_a_slash_are_valid(capsys, tmp_path):
+    # 1 pin in 64 has base64 starting with "/": "sha256//..." with 44 characters after
+    # "sha256/" is a valid pin, not curl's form (which has 45).
+    slash = "sha256/" + base64.b64encode(b"\xfc" + b"\x00" * 31).decode()
+    assert slash.startswith("sha256//")
+    r, findings = lint_text(capsys, tmp_path, good(**{"a.example.com": {"pins": [slash, P2]}}))
+    assert r.status == 0 and findings == [], findings
+    certpin.loads(json.dumps(good(**{"a.example.com": {"pins": [slash, P2]}})))
+    path = str(tmp_path / "p.json")
+    assert run(capsys, "pinset", "new", path, "a.example.com", "--pin", slash, "--pin", P2).status == 0
+    r, findings = lint_text(capsys, tmp_path, good(**{"a.example.com": {"pins": ["sha256//" + P1[7:] + ";sha256//" + P2[7:], P3]}}))
+    assert r.status == 1 and has(findings, "error", "separated by ';'")

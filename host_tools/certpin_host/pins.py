@@ -348,10 +348,13 @@ def parse_pin(text):
             break
     else:
         raise PinFormatError(_describe_foreign(s))
-    if prefix == SPKI_PREFIX and body.startswith("/"):
-        fixed = SPKI_PREFIX + body.lstrip("/")
+    if ";" in body:
+        raise PinFormatError("pin %r holds several pins separated by ';' (curl's form): give each pin separately" % text)
+    # curl writes "sha256//<base64>". A real pin's base64 may itself start with "/"
+    # (1 in 64 do), so only a "/" followed by 44 more characters is curl's form.
+    if prefix == SPKI_PREFIX and body.startswith("/") and len(body) == 45:
         raise PinFormatError(
-            "pin %r is in curl's --pinnedpubkey form 'sha256//': write %r (one slash)" % (text, fixed)
+            "pin %r is in curl's --pinnedpubkey form 'sha256//': write %r (one slash)" % (text, SPKI_PREFIX + body[1:])
         )
     if _HEX.match(body.replace(":", "")) and len(body.replace(":", "")) in (40, 64):
         raise PinFormatError(
