@@ -132,3 +132,35 @@ def test_check_leaf_only_and_verified():
 def test_errors_hierarchy():
     assert issubclass(certpin.PinError, certpin.Error)
     assert issubclass(certpin.PinsetError, certpin.Error)
+
+
+def test_both_runtimes_validate_alike(tmp_path):
+    """Every malformed pinset above, plus the valid ones, gives the same verdict
+    and the same field on CPython and on the MicroPython unix port."""
+    import os
+
+    from conftest import Runtime
+
+    cases = []
+    for param in test_malformed_pinset.pytestmark[0].args[1]:
+        text = param[0]
+        cases.append({"hex": text.hex()} if isinstance(text, bytes) else {"text": text})
+    cases.append({"text": doc()})
+    cases.append({"text": json.dumps({"format": 1, "hosts": {
+        "example.com": {"pins": [P1], "subdomains": True}, "10.0.0.1": {"pins": [C1]}}})})
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps(cases))
+    results = {}
+    for name in ("cpython", "micropython"):
+        p = Runtime(name).run("loads_cases.py", str(path))
+        assert p.returncode == 0, p.stderr + p.stdout
+        results[name] = json.loads(p.stdout.strip().splitlines()[-1])
+    assert len(results["cpython"]) == len(cases)
+    for i, (c, m) in enumerate(zip(results["cpython"], results["micropython"])):
+        assert c[0] == m[0], (cases[i], c, m)
+        if c[0] == "ok":
+            assert c == m
+        else:
+            assert c[0] == "PinsetError"
+            # Same field and the same sentence, up to the parser's own detail in parentheses.
+            assert c[1].split("(")[0] == m[1].split("(")[0], (cases[i], c, m)

@@ -15,9 +15,6 @@ import hashlib
 
 from certpin import Error
 
-_BUF = (bytes, bytearray, memoryview)  # a literal tuple in the function would allocate per call
-
-
 def _long(b, i):
     # Size of the element at b[i] whose length octet has the high bit set.
     c = b[i + 1]
@@ -39,10 +36,14 @@ def _tag(b, i, t):
     return Error("bad certificate: expected tag 0x%02x at offset %d, found 0x%02x" % (t, i, b[i]))
 
 
-def _digest(b, whole):
-    # SHA-256 of the SPKI of certificate b (of all of b if whole), after the walk.
-    if not isinstance(b, _BUF):
-        raise Error("certificate must be DER bytes, not %s" % type(b).__name__)
+def spki_sha256(b, whole=False):
+    """SHA-256 of the certificate's DER SubjectPublicKeyInfo (32 bytes).
+
+    The digest inside an OkHttp/HPKP ``sha256/<base64>`` pin. ``b`` is bytes,
+    bytearray or memoryview; raises certpin.Error if it is not strict DER.
+    Allocates the hash object, one memoryview (two for bytes input) and the
+    digest. (whole=True: the digest of the whole certificate; see cert_sha256.)
+    """
     try:
         # Certificate ::= SEQUENCE, exactly the whole buffer
         if b[0] != 0x30:
@@ -92,23 +93,15 @@ def _digest(b, whole):
         e = i + (k + 2 if k < 0x80 else _long(b, i))
         if e > t or t > len(b):
             raise Error("bad certificate: an element overruns TBSCertificate")
+        if whole:
+            return hashlib.sha256(b).digest()
+        return hashlib.sha256((b if isinstance(b, memoryview) else memoryview(b))[i:e]).digest()
     except IndexError:
         raise Error("bad certificate: truncated")
-    if whole:
-        return hashlib.sha256(b).digest()
-    return hashlib.sha256((b if isinstance(b, memoryview) else memoryview(b))[i:e]).digest()
-
-
-def spki_sha256(der):
-    """SHA-256 of the certificate's DER SubjectPublicKeyInfo (32 bytes).
-
-    The digest inside an OkHttp/HPKP ``sha256/<base64>`` pin. ``der`` is bytes,
-    bytearray or memoryview; raises certpin.Error if it is not strict DER.
-    Allocates the hash object, one memoryview (two for bytes input) and the digest.
-    """
-    return _digest(der, False)
+    except TypeError:  # checked here, not up front: the hot path stays short
+        raise Error("certificate must be DER bytes, bytearray or memoryview, not %s" % type(b).__name__)
 
 
 def cert_sha256(der):
     """SHA-256 of the whole DER certificate (32 bytes), after the same checks."""
-    return _digest(der, True)
+    return spki_sha256(der, True)
