@@ -6,7 +6,6 @@
 # aborts the handshake before any application byte is sent. Firmware without
 # verify_callback but with getpeercert(True) is checked right after the
 # handshake; firmware with neither is refused.
-import io
 import time
 
 from certpin import Error, PinError, PinsetError
@@ -176,7 +175,9 @@ class SSLContext:
             st.refused(e)
             raise
         if not do_handshake_on_connect:
-            return _Deferred(s, st)
+            from certpin._deferred import Deferred  # only asyncio-style users pay for it
+
+            return Deferred(s, st)
         try:
             if late:
                 if not hasattr(s, "getpeercert"):
@@ -187,72 +188,6 @@ class SSLContext:
             s.close()
             raise
         return s
-
-
-class _Deferred(io.IOBase):
-    # A socket whose handshake happens on first use (asyncio). The callback
-    # still aborts a mismatching handshake; this wrapper turns the abort into
-    # the PinError that explains it, runs finish() before any byte reaches the
-    # caller, and calls on_failure outside the handshake.
-    def __init__(self, s, st):
-        self._s, self._st, self._p = s, st, None
-
-    def _io(self, f, *a):
-        st = self._st
-        try:
-            r = f(*a)
-        except OSError as e:
-            if st is not None:
-                self._st = None
-                try:
-                    st.refused(e)
-                finally:
-                    self._s.close()
-            raise
-        if st is not None and r is not None:  # None: non-blocking, handshake not done
-            self._st = None
-            try:
-                st.finish()
-            except BaseException:
-                self._s.close()
-                raise
-        return r
-
-    def read(self, *a):
-        return self._io(self._s.read, *a)
-
-    def readinto(self, *a):
-        return self._io(self._s.readinto, *a)
-
-    def readline(self):
-        return self._io(self._s.readline)
-
-    def write(self, buf):
-        return self._io(self._s.write, buf)
-
-    def setblocking(self, flag):
-        return self._s.setblocking(flag)
-
-    def close(self):
-        self._s.close()
-
-    def ioctl(self, req, arg):
-        # The stream protocol for select.poll/asyncio: ask the real socket.
-        if req == 3:  # MP_STREAM_POLL
-            import select
-
-            if self._p is None:
-                self._p = select.poll()
-                self._p.register(self._s, arg)
-            else:
-                self._p.modify(self._s, arg)
-            for _, ev in self._p.ipoll(0):
-                return ev
-            return 0
-        if req == 4:  # MP_STREAM_CLOSE
-            self.close()
-            return 0
-        return -1
 
 
 def open_socket(ctx_class, host, port, pinset, cadata, timeout):
