@@ -67,6 +67,7 @@ def test_rogue_ca_trusted_with_cafile_is_refused_by_the_pins(capsys, tmp_path, p
     (h,) = r.json()["hosts"]
     assert h["verified"] is True  # the CA check passed: only the pins refuse it
     assert h["status"] == "refused" and h["matched_pin"] is None
+    assert h["backup_pins"] == []  # the spare rule is judged against the genuine chain only
     assert pki.rogue_leaf.pin in h["error"] and pki.genuine.pin in h["error"]
     r = run(capsys, "verify", path, "--port", s.port, "--cafile", pki.path("rogue-root.pem"))
     assert r.status == 1 and r.out.startswith("REFUSED      localhost: no configured pin matched")

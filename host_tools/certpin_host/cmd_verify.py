@@ -65,10 +65,23 @@ def _days(when, now):
 
 
 def check_host(host, obj, data, args, now):
-    r = {"host": host, "status": None, "accepted": False, "verified": False, "verify_error": None,
-         "matched_pin": None, "matched_depth": None, "matched_subject": None, "backup_pins": [],
-         "cert_days_left": None, "leaf_days_left": None, "pinset_days_left": None,
-         "report_only": False, "chain": [], "warnings": [], "error": None}
+    try:
+        return _check_host(host, obj, data, args, now)
+    except UserError as e:  # a certificate the server sent cannot be parsed: a device refuses that too
+        r = _blank(host)
+        r.update(status="refused", error=str(e))
+        return r
+
+
+def _blank(host):
+    return {"host": host, "status": None, "accepted": False, "verified": False, "verify_error": None,
+            "matched_pin": None, "matched_depth": None, "matched_subject": None, "backup_pins": [],
+            "cert_days_left": None, "leaf_days_left": None, "pinset_days_left": None,
+            "report_only": False, "chain": [], "warnings": [], "error": None}
+
+
+def _check_host(host, obj, data, args, now):
+    r = _blank(host)
     key, entry = device.entry_for(data, host)
     pins = list(entry.get("pins", [])) if entry else []
     r["report_only"] = bool(entry and entry.get("report_only"))
@@ -123,10 +136,12 @@ def check_host(host, obj, data, args, now):
         elif args.leaf_only and any(any(device.pin_matches(p, it) for p in pins) for it in chain_items[1:]):
             r["error"] += "\n  (--leaf-only: a pin matches a CA certificate, which only counts on a device given cadata)"
 
+    # The HPKP rule, judged against the genuine chain only (a refused server's chain says nothing).
     in_chain = served_items + ([cert_item(d, depth=i) for i, d in enumerate(got.verified_chain)]
                                if got.verified else [])
-    r["backup_pins"] = [p for p in pins if not any(device.pin_matches(p, it) for it in in_chain)]
-    if entry is not None and not r["backup_pins"]:
+    if matched is not None:
+        r["backup_pins"] = [p for p in pins if not any(device.pin_matches(p, it) for it in in_chain)]
+    if matched is not None and not r["backup_pins"]:
         r["warnings"].append("no backup pin: every configured pin is in the served chain; if that key is lost or "
                              "rotated, devices lock out (`certpin keygen` makes a spare)")
     if matched is not None and r["matched_depth"] not in (None, 0):
@@ -192,9 +207,9 @@ def run(args):
             h = futures[fut]
             try:
                 results[h] = fut.result()
-            except Exception as e:  # one odd host must not hide the others' results
-                results[h] = {"host": h, "status": "refused", "accepted": False, "error": "internal error: %r" % e,
-                              "warnings": []}
+            except Exception as e:  # one odd host must not hide the others' results; fail closed
+                results[h] = _blank(h)
+                results[h].update(status="refused", error="internal error: %s: %s" % (type(e).__name__, e))
             if progress:
                 print("verify: [%d/%d] %s: %s" % (n, len(hosts), h, results[h]["status"]), file=sys.stderr)
     ordered = [results[h] for h in hosts]
