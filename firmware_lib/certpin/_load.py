@@ -32,6 +32,61 @@ def _flag(e, key, field):
     return v
 
 
+def _syntax(t):
+    # MicroPython's json is lax: it skips missing or extra ',' and ':', drops a
+    # dangling key ({"a"} -> {}), reads [truefalse] as two values, takes unknown
+    # escapes and raw control characters, and nests as deep as the heap allows.
+    # So check the token sequence is JSON (numbers: integers only, all a pinset
+    # has), at most 8 deep, before json.loads sees it. -1, or the error offset.
+    # w (what may come next): 1 value, 3 ':', 4 ',' or close, 5 key or '}',
+    # 6 value or ']', 2 key, 0 nothing (the document is complete).
+    s = 1  # open containers as bits below a leading 1: 0 object, 1 array
+    w = 1
+    i = 0
+    n = len(t)
+    while i < n:
+        c = t[i]
+        j = i
+        i += 1
+        if c in " \t\r\n":
+            continue
+        if c == '"':
+            while i < n and t[i] != '"':
+                if t[i] < " " or t[i] == "\\" and (i + 1 >= n or t[i + 1] not in '"\\/bfnrtu'):
+                    return i
+                i += 2 if t[i] == "\\" else 1
+            if i >= n or w not in (1, 2, 5, 6):
+                return j
+            i += 1
+            w = 3 if w in (2, 5) else 4
+        elif c in "{[":
+            if w not in (1, 6) or s >= 256:
+                return j
+            s = s << 1 | (c == "[")
+            w = 6 if c == "[" else 5
+        elif c in "}]":
+            if s == 1 or s & 1 != (c == "]") or w not in (4, 5 + (c == "]")):
+                return j
+            s >>= 1
+            w = 4
+        elif c == ":" and w == 3:
+            w = 1
+        elif c == "," and w == 4 and s > 1:
+            w = 1 + (s & 1 == 0)
+        else:
+            while i < n and t[i] not in ' \t\r\n,:[]{}"':
+                i += 1
+            k = j + (c == "-")
+            if w not in (1, 6) or t[j:i] not in ("true", "false", "null") and not (
+                t[k:i].isdigit() and (t[k] != "0" or i == k + 1)
+            ):
+                return j
+            w = 4
+        if w == 4 and s == 1:
+            w = 0
+    return -1 if w == 0 else n
+
+
 def loads(text):
     """Parse and validate pinset JSON (str or UTF-8 bytes) into a Pinset."""
     try:
@@ -39,6 +94,9 @@ def loads(text):
             text = str(text, "utf-8")
         if len(text) > 65535:
             _fail("pinset", "larger than 65535 bytes")
+        i = _syntax(text)
+        if i >= 0:
+            _fail("pinset", "not valid UTF-8 JSON text (syntax error at offset %d)", i)
         d = json.loads(text)
     except PinsetError:
         raise
