@@ -1,0 +1,94 @@
+# certpin example for RPI_PICO_W (MicroPython >= 1.23).
+#
+# Boot flow: Wi-Fi from /secrets.json, clock from NTP when CA validation is on,
+# then a pinned HTTPS GET to your server every minute. A refused server gets a
+# clear message; every failure is retried with backoff, never a crash loop.
+#
+# /secrets.json:
+#   {"ssid": "my-wifi", "password": "...",
+#    "host": "api.example.com", "port": 443, "path": "/health",
+#    "cafile": "/ca.der"}          <- optional: DER CA certificate(s) to verify the chain
+# /certpin.json: the pinset (`certpin flash pins.json --port /dev/ttyACM0 --lib`)
+import json
+import time
+
+import certpin
+
+SECRETS = "/secrets.json"
+PERIOD_S = 60
+
+
+def load_config():
+    with open(SECRETS) as f:
+        cfg = json.load(f)
+    cfg.setdefault("port", 443)
+    cfg.setdefault("path", "/")
+    return cfg
+
+
+def wifi_connect(ssid, password, timeout_s=20):
+    import network
+
+    wlan = network.WLAN(network.STA_IF)
+    wlan.active(True)
+    if not wlan.isconnected():
+        wlan.connect(ssid, password)
+        t0 = time.ticks_ms()
+        while not wlan.isconnected():
+            if time.ticks_diff(time.ticks_ms(), t0) > timeout_s * 1000:
+                raise OSError("Wi-Fi: no connection to %r after %d s" % (ssid, timeout_s))
+            time.sleep_ms(200)
+    return wlan.ifconfig()[0]
+
+
+def set_clock():
+    # mbedTLS checks certificate dates when the chain is verified (cadata): an
+    # unset clock (2021-01-01 on a Pico W) makes every certificate "not yet valid".
+    import ntptime
+
+    ntptime.settime()  # UTC
+
+
+def https_get(pinset, host, port, path, cadata):
+    s = certpin.connect(host, port, pinset=pinset, cadata=cadata, timeout=15)
+    try:
+        s.write(("GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host)).encode())
+        return s.read(512)
+    finally:
+        s.close()
+
+
+def main():
+    cfg = load_config()
+    pinset = certpin.load()  # stops here with certpin.PinsetError if the file is bad: reflash it
+    cadata = None
+    if cfg.get("cafile"):
+        with open(cfg["cafile"], "rb") as f:
+            cadata = f.read()
+    host, port = cfg["host"], cfg["port"]
+    delay = 5
+    clock_set = False
+    while True:
+        try:
+            ip = wifi_connect(cfg["ssid"], cfg["password"])
+            if cadata and not clock_set:
+                set_clock()
+                clock_set = True
+            reply = https_get(pinset, host, port, cfg["path"], cadata)
+            print("pinned GET %s from %s: %s" % (host, ip, reply.split(b"\r\n")[0].decode()))
+            delay = 5
+            time.sleep(PERIOD_S)
+            continue
+        except certpin.PinError as e:
+            # Not one of the pinned keys: an attacker, a proxy, or a key rotated
+            # without updating the pinset. Nothing was sent to that server.
+            print("REFUSED %s: the server's key is not pinned" % host)
+            print(e)
+        except OSError as e:
+            print("network error: %r" % (e,))
+        print("retrying in %d s" % delay)
+        time.sleep(delay)
+        delay = min(delay * 2, 600)
+
+
+main()
