@@ -130,3 +130,40 @@ def test_killed_copy_leaves_the_previous_pinset_and_the_next_flash_no_temp_file(
     assert "interrupted flash" in p.stdout
     assert not os.path.exists(tmp)
     assert sha256_hex(dest) == sha256_hex(second)
+
+
+def test_lib_falls_back_to_py_when_the_board_takes_another_mpy_version(vboard, tmp_path, monkeypatch):
+    from certpin_host import flash
+
+    b = vboard()
+    log = []
+    assert flash.flash(b.port, None, lib=True, log=log.append)["mpy"] is True
+    monkeypatch.setattr(flash, "mpy_cross_version", lambda: (5, 0))  # as if mpy-cross were older than the board
+    r = flash.flash(b.port, None, lib=True, log=log.append)
+    assert r["mpy"] is False
+    assert any("as .py" in line and "v5.0" in line for line in log), log
+    names = sorted(os.listdir(os.path.join(b.root, "lib", "certpin")))
+    assert names and all(n.endswith(".py") for n in names), names  # the .mpy files would be shadowed: removed
+    out = b.run("import certpin\nprint('FILE', certpin.__file__)\n", tmp_path)
+    assert "FILE /lib/certpin/__init__.py" in out
+
+
+def test_a_copy_that_does_not_match_is_never_renamed(vboard, tmp_path, pki, monkeypatch):
+    from certpin_host import flash
+
+    b = vboard()
+    old = _good_pinset(tmp_path, pki)
+    assert b.flash(old).returncode == 0
+    new = _good_pinset(tmp_path, pki, "new.json", serial=2)
+    monkeypatch.setattr(flash, "sha256_file", lambda path: "0" * 64)  # as if the bytes were damaged on the way
+    with pytest.raises(flash.FlashError) as e:
+        flash.flash(b.port, new, log=lambda m: None)
+    assert e.value.status == 1 and "differs" in str(e.value)
+    assert sha256_hex(os.path.join(b.root, "certpin.json")) == sha256_hex(old)
+    assert not os.path.exists(os.path.join(b.root, "certpin.json.tmp"))
+
+
+def test_no_such_port_is_a_user_mistake(tmp_path, pki):
+    p = subprocess.run(CERTPIN + ["flash", _good_pinset(tmp_path, pki), "--port", "/dev/ttyNOPE0"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and p.stderr.startswith("certpin: flash: ") and "Traceback" not in p.stderr

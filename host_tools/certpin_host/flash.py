@@ -348,8 +348,8 @@ def _flash(t, pinset, dest, lib, log, work):
     log("copying %d file(s) to temporary names (%s)" % (len(pairs), ", ".join(p[1] for p in pairs)))
     try:
         out = t.put_all_then_exec(pairs, commit_code(items, stale), "copy")
-    except FlashError:
-        _cleanup(t, [i[0] for i in items], log)
+    except (FlashError, KeyboardInterrupt):
+        _cleanup(t, [i[0] for i in items], log)  # best effort; the next flash removes them otherwise
         raise
     renamed = False
     for words in _marks(out):
