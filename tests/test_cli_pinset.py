@@ -421,3 +421,8 @@ def test_pins_whose_base64_starts_with_a_slash_are_valid(capsys, tmp_path):
     assert run(capsys, "pinset", "new", path, "a.example.com", "--pin", slash, "--pin", P2).status == 0
     r, findings = lint_text(capsys, tmp_path, good(**{"a.example.com": {"pins": ["sha256//" + P1[7:] + ";sha256//" + P2[7:], P3]}}))
     assert r.status == 1 and has(findings, "error", "separated by ';'")
+
+
+def test_pinset_without_subcommand_is_a_usage_error(capsys):
+    r = run(capsys, "pinset")
+    assert r.status == 2 and "missing subcommand" in r.err and "from-server" in r.err
