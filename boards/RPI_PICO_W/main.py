@@ -60,7 +60,11 @@ def https_get(pinset, host, port, path, cadata):
 
 def main():
     cfg = load_config()
-    pinset = certpin.load()  # stops here with certpin.PinsetError if the file is bad: reflash it
+    try:
+        pinset = certpin.load()  # read and validated once, at start
+    except (OSError, certpin.PinsetError) as e:
+        print("NO PINSET: /certpin.json cannot be used (%s); flash one: certpin flash pins.json --port PORT" % (e,))
+        return
     cadata = None
     if cfg.get("cafile"):
         with open(cfg["cafile"], "rb") as f:
@@ -84,6 +88,8 @@ def main():
             # without updating the pinset. Nothing was sent to that server.
             print("REFUSED %s: the server's key is not pinned" % host)
             print(e)
+        except certpin.Error as e:  # e.g. a cadata certificate this firmware cannot load
+            print("certpin: %s" % (e,))
         except OSError as e:
             print("network error: %r" % (e,))
         print("retrying in %d s" % delay)

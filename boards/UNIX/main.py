@@ -49,7 +49,11 @@ def https_get(pinset, host, port, path, cadata):
 
 def main():
     cfg = load_config()
-    pinset = certpin.load()  # a pinset the device cannot fully read stops here (PinsetError)
+    try:
+        pinset = certpin.load()  # read and validated once, at start
+    except (OSError, certpin.PinsetError) as e:
+        print("NO PINSET: /certpin.json cannot be used (%s); flash one: certpin flash pins.json --port PORT" % (e,))
+        return
     cadata = load_cadata(cfg)
     host, port = cfg["host"], cfg["port"]
     delay, attempt = 1, 0
@@ -64,6 +68,8 @@ def main():
             # the server presented a key that is not pinned: possibly an attacker
             print("REFUSED %s:%d: the server's key is not in the pinset" % (host, port))
             print(e)
+        except certpin.Error as e:  # e.g. a cadata certificate this firmware cannot load
+            print("certpin: %s" % (e,))
         except OSError as e:
             print("NETWORK ERROR %s:%d: %r" % (host, port, e))
         if cfg["attempts"] and attempt >= cfg["attempts"]:
