@@ -82,7 +82,7 @@ def _blank(host):
 
 def _check_host(host, obj, data, args, now):
     r = _blank(host)
-    key, entry = device.entry_for(data, host)
+    _, entry = device.entry_for(data, host)
     pins = list(entry.get("pins", [])) if entry else []
     r["report_only"] = bool(entry and entry.get("report_only"))
     try:
