@@ -167,3 +167,36 @@ def test_no_such_port_is_a_user_mistake(tmp_path, pki):
     p = subprocess.run(CERTPIN + ["flash", _good_pinset(tmp_path, pki), "--port", "/dev/ttyNOPE0"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and p.stderr.startswith("certpin: flash: ") and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("tool, hosts", [("mpremote", 380), ("ampy", 40)])
+def test_killed_copy_on_littlefs_leaves_the_previous_pinset(vboard, tmp_path, pki, tool, hosts):
+    """On a LittleFS image: the tool is killed at the board's first write of the new copy."""
+    b = vboard(fs="lfs2")
+    old = _good_pinset(tmp_path, pki)
+    assert b.flash(old).returncode == 0
+    big = _big_pinset(tmp_path, hosts)
+    before = os.stat(b.image).st_mtime_ns
+    p = subprocess.Popen(CERTPIN + ["flash", big, "--port", b.port, "--tool", tool], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and os.stat(b.image).st_mtime_ns == before:
+            assert p.poll() is None, "flash ended before writing: %r" % (p.communicate(),)
+            time.sleep(0.002)
+        os.killpg(p.pid, signal.SIGKILL)  # the copy has started writing: pull the cable
+        p.wait(10)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+        p.stdout.close()
+        p.stderr.close()
+    back = tmp_path / "back.json"
+    b.mpremote("fs", "cp", ":/certpin.json", str(back))  # (a soft reset first: the unclosed copy is lost)
+    assert sha256_hex(back) == sha256_hex(old)
+    second = _good_pinset(tmp_path, pki, "second.json", serial=2)
+    p = b.flash(second, "--tool", tool)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "interrupted flash" in p.stdout, p.stdout  # the temporary file was there, and is gone now
+    assert ".tmp" not in b.mpremote("fs", "ls", ":/").stdout

@@ -21,6 +21,9 @@ PERIOD_S = 60
 def load_config():
     with open(SECRETS) as f:
         cfg = json.load(f)
+    for key in ("ssid", "password", "host"):
+        if key not in cfg:
+            raise KeyError(key)
     cfg.setdefault("port", 443)
     cfg.setdefault("path", "/")
     return cfg
@@ -59,7 +62,11 @@ def https_get(pinset, host, port, path, cadata):
 
 
 def main():
-    cfg = load_config()
+    try:
+        cfg = load_config()
+    except (OSError, ValueError, KeyError) as e:
+        print("NO SETTINGS: %s missing or not JSON (%r): copy one with mpremote fs cp secrets.json :secrets.json" % (SECRETS, e))
+        return
     try:
         pinset = certpin.load()  # read and validated once, at start
     except (OSError, certpin.PinsetError) as e:
