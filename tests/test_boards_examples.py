@@ -1,0 +1,93 @@
+"""The ESP32 and Pico W examples run on a virtual board, with stand-ins for `network` and
+`ntptime` (the unix port has neither): Wi-Fi, NTP, cadata from a file, a pinned GET to the
+genuine server, a clear refusal of the attacker, and a retry instead of a crash."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from support.vboard_fixtures import MPREMOTE, make_pinset, vboard  # noqa: F401  (fixture)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+NETWORK_STUB = """\
+STA_IF = 0
+class WLAN:
+    def __init__(self, i):
+        self.up = False
+    def active(self, on=None):
+        print('stub: WLAN.active', on)
+    def isconnected(self):
+        return self.up
+    def connect(self, ssid, password):
+        print('stub: WLAN.connect', ssid)
+        self.up = True
+    def ifconfig(self):
+        return ('10.0.0.2', '255.255.255.0', '10.0.0.1', '10.0.0.1')
+"""
+NTPTIME_STUB = "def settime():\n    print('stub: ntptime.settime')\n"
+
+
+def run_until(b, script, marker, timeout=30):
+    """mpremote run SCRIPT on the board; read its output until MARKER, then stop it."""
+    p = subprocess.Popen(MPREMOTE + ["connect", b.port, "resume", "run", script], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if marker in line:
+                break
+    finally:
+        p.kill()
+        p.wait(10)
+        p.stdout.close()
+    b.mpremote("resume", "exec", "pass")  # Ctrl-C: the example's loop stops, as on a board
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("board", ["ESP32_GENERIC", "RPI_PICO_W"])
+def test_example_connects_pinned_and_refuses_the_attacker(vboard, tmp_path, pki, serve, board):
+    b = vboard()
+    os.makedirs(os.path.join(b.root, "lib"))
+    for name, src in (("network.py", NETWORK_STUB), ("ntptime.py", NTPTIME_STUB)):
+        with open(os.path.join(b.root, "lib", name), "w") as f:
+            f.write(src)
+    with open(os.path.join(b.root, "ca.der"), "wb") as f:
+        f.write(pki.root_der)
+    pins = make_pinset(tmp_path / "pins.json", {"localhost": [pki.intermediate_pin, pki.rotated.pin]})
+    p = b.flash(pins, "--lib")
+    assert p.returncode == 0, p.stdout + p.stderr
+    main = os.path.join(ROOT, "boards", board, "main.py")
+    genuine, rogue = serve(pki.genuine), serve(pki.rogue_leaf)
+
+    def secrets(port):
+        with open(os.path.join(b.root, "secrets.json"), "w") as f:
+            json.dump({"ssid": "test-wifi", "password": "x", "host": "localhost", "port": port,
+                       "path": "/", "cafile": "/ca.der"}, f)
+
+    secrets(genuine.port)
+    out = run_until(b, main, "pinned GET")
+    assert "stub: WLAN.connect test-wifi" in out and "stub: ntptime.settime" in out, out
+    assert "pinned GET localhost from 10.0.0.2: HTTP/1.0 200 OK" in out, out
+
+    secrets(rogue.port)
+    out = run_until(b, main, "retrying in")
+    assert "REFUSED localhost" in out and "retrying in 5 s" in out, out
+    assert "Traceback" not in out, out
+    assert rogue.app_bytes == b""
+
+
+def test_example_without_secrets_says_what_is_missing(vboard, tmp_path):
+    from certpin_host import flash
+
+    b = vboard()
+    flash.flash(b.port, None, lib=True, log=lambda m: None)  # the library only
+    out = b.run(open(os.path.join(ROOT, "boards", "ESP32_GENERIC", "main.py")).read(), tmp_path)
+    assert "NO SETTINGS: /secrets.json" in out and "Traceback" not in out
