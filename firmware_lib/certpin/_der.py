@@ -4,7 +4,8 @@
 # (1 or 2 length octets at most: certificates over 64 KiB are refused); the
 # certificate ends exactly where its outer SEQUENCE says, and the SPKI ends
 # inside TBSCertificate, so every element before it does too (offsets only
-# grow). The bytes hashed are the key a TLS stack reads, never something placed
+# grow); the SPKI's two parts, what follows it in TBSCertificate and the
+# signature after TBSCertificate are checked the same way. The bytes hashed are the key a TLS stack reads, never something placed
 # where a lax parser would look (an extension, the subject, trailing data).
 #
 # Speed: on MicroPython a function call costs as much as a dozen bytecodes, so
@@ -93,6 +94,46 @@ def spki_sha256(b, whole=False):
         e = i + (k + 2 if k < 0x80 else _long(b, i))
         if e > t or t > len(b):
             raise Error("bad certificate: an element overruns TBSCertificate")
+        # The SPKI is exactly {AlgorithmIdentifier, BIT STRING}; after it come
+        # only issuerUniqueID [1], subjectUniqueID [2], extensions [3], in that
+        # order, up to t; after TBSCertificate exactly signatureAlgorithm and
+        # signatureValue. A TLS stack refuses anything else, so it is refused
+        # here too, not hashed.
+        k = b[i + 1]
+        j = i + (2 if k < 0x80 else k - 0x7E)
+        if b[j] != 0x30:
+            raise _tag(b, j, 0x30)
+        k = b[j + 1]
+        j += k + 2 if k < 0x80 else _long(b, j)
+        if b[j] != 0x03:
+            raise _tag(b, j, 0x03)
+        k = b[j + 1]
+        j += k + 2 if k < 0x80 else _long(b, j)
+        if j != e:
+            raise Error("bad certificate: data after the public key at offset %d" % j)
+        if j < t and b[j] == 0x81:
+            k = b[j + 1]
+            j += k + 2 if k < 0x80 else _long(b, j)
+        if j < t and b[j] == 0x82:
+            k = b[j + 1]
+            j += k + 2 if k < 0x80 else _long(b, j)
+        if j < t:
+            if b[j] != 0xA3:
+                raise _tag(b, j, 0xA3)
+            k = b[j + 1]
+            j += k + 2 if k < 0x80 else _long(b, j)
+        if j != t:
+            raise Error("bad certificate: data after the extensions at offset %d" % t)
+        if b[t] != 0x30:
+            raise _tag(b, t, 0x30)
+        k = b[t + 1]
+        t += k + 2 if k < 0x80 else _long(b, t)
+        if b[t] != 0x03:
+            raise _tag(b, t, 0x03)
+        k = b[t + 1]
+        t += k + 2 if k < 0x80 else _long(b, t)
+        if t != len(b):
+            raise Error("bad certificate: data after the signature at offset %d" % t)
         if whole:
             return hashlib.sha256(b).digest()
         return hashlib.sha256((b if isinstance(b, memoryview) else memoryview(b))[i:e]).digest()
