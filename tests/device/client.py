@@ -4,7 +4,9 @@
 # CONFIG: {"pinset": path | "pinset_text": str, "host": name (SNI and pinset
 # key), "addr": "127.0.0.1", "port": N, "cadata": [DER paths] | null,
 # "mode": "blocking" | "deferred" | "deferred_write" | "asyncio" | "connect",
-# "fake_date": [Y, M, D] (optional: pretend today's date)}
+# "fake_date": [Y, M, D] (optional: pretend today's date), "timeout": socket
+# timeout in seconds (default 10)}. A failure that is not a certpin.Error
+# reports "oserror": whether it is an OSError (network/TLS refusal).
 import json
 import sys
 
@@ -76,7 +78,7 @@ def run():
     raw = socket.socket(ai[0], socket.SOCK_STREAM)
     raw.connect(ai[-1])
     if hasattr(raw, "settimeout"):
-        raw.settimeout(10)
+        raw.settimeout(cfg.get("timeout", 10))
     try:
         if mode == "blocking":
             s = ctx.wrap_socket(raw, server_hostname=host)
@@ -96,7 +98,7 @@ try:
 except certpin.Error as e:
     out = {"ok": False, "type": type(e).__name__, "message": e.args[0] if e.args else ""}
 except Exception as e:
-    out = {"ok": False, "type": type(e).__name__, "message": str(e)}
+    out = {"ok": False, "type": type(e).__name__, "message": str(e), "oserror": isinstance(e, OSError)}
 out["failures"] = failures
 out["runtime"] = sys.implementation.name
 print(json.dumps(out))

@@ -1,0 +1,200 @@
+"""Hostile peers for the TLS attack matrix (tests/test_attack_matrix.py).
+
+- BannerServer: a TLS server that speaks first (SMTP/MQTT-broker style): it
+  writes application data right after its handshake, so a client that reads
+  before it writes would see attacker bytes if the pin check came too late.
+- AnonServer: TLS 1.2 with anonymous (aNULL) suites only: no certificate.
+- RawServer: plain TCP that reads the ClientHello and then closes, sends
+  garbage, sends a TLS record header announcing a huge record, or stays silent.
+- PKI helpers: a chain of N intermediates, a leaf with a very large extension.
+"""
+import datetime
+import os
+import socket
+import ssl
+import threading
+
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from support.servers import TLSServer
+
+
+class BannerServer(TLSServer):
+    def __init__(self, *a, banner=b"220 attacker ready\r\n", **kw):
+        super().__init__(*a, **kw)
+        self.banner = banner
+
+    def _handle(self, conn):
+        conn.settimeout(10)
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                self.handshakes += 1
+                tls.sendall(self.banner)
+                data = b""
+                while b"\n" not in data and len(data) < 65536:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.received.append(data)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+
+class AnonServer(TLSServer):
+    """TLS 1.2, anonymous key exchange only (ADH/AECDH): the server sends no certificate."""
+
+    def __init__(self, name="anon", host="127.0.0.1"):
+        self.name = name
+        self.reply = b"HTTP/1.0 200 OK\r\n\r\nhello from anon\n"
+        self.handshake_only = False
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        self.ctx.set_ciphers("aNULL:@SECLEVEL=0")
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.received = []
+        self.handshakes = 0
+        self.errors = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _handle(self, conn):
+        conn.settimeout(10)
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                self.handshakes += 1
+                data = tls.recv(4096)
+                self.received.append(data)
+                if data:
+                    tls.sendall(self.reply)
+        except (OSError, ssl.SSLError) as e:
+            self.errors.append(str(e))
+        finally:
+            conn.close()
+
+
+class RawServer:
+    """Plain TCP. mode: close | garbage | huge_record | alert | silent."""
+
+    def __init__(self, mode, host="127.0.0.1"):
+        self.mode = mode
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.hellos = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._conns = []
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for c in self._conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+        self.sock.close()
+        self._thread.join(5)
+
+    def _serve(self):
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        try:
+            conn.settimeout(10)
+            hello = conn.recv(16384)
+            if hello[:1] == b"\x16":
+                self.hellos += 1
+            if self.mode == "garbage":
+                conn.sendall(os.urandom(4096))
+            elif self.mode == "huge_record":
+                # A handshake record header announcing 65535 bytes, then a few.
+                conn.sendall(b"\x16\x03\x03\xff\xff" + b"\x02" + os.urandom(64))
+            elif self.mode == "alert":
+                conn.sendall(b"\x15\x03\x03\x00\x02\x02\x28")  # fatal handshake_failure
+            elif self.mode == "silent":
+                self._stop.wait(30)
+            if self.mode != "silent":
+                conn.close()
+        except OSError:
+            pass
+
+
+def long_chain_pki(directory, n_intermediates=8):
+    """(root, [leaf, i_n, ..., i_1] PEMs, leaf key PEM, rogue leaf PEMs + key) with n intermediates."""
+    root = trustme.CA(organization_name="certpin long-chain root")
+    ca = root
+    for _ in range(n_intermediates):
+        ca = ca.create_child_ca()
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    chain = [b.bytes() for b in leaf.cert_chain_pems]
+    assert len(chain) == n_intermediates + 1, len(chain)
+    return root, chain, leaf.private_key_pem.bytes()
+
+
+def big_leaf(issuer_ca, ext_bytes, name="localhost"):
+    """A leaf for `name` signed by trustme CA `issuer_ca`, carrying an opaque extension of ext_bytes bytes.
+
+    Returns (chain PEMs [leaf, issuer], key PEM, leaf DER).
+    """
+    issuer_key = serialization.load_pem_private_key(issuer_ca.private_key_pem.bytes(), None)
+    issuer_cert = x509.load_pem_x509_certificate(issuer_ca.cert_pem.bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    t0 = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuer_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(t0)
+        .not_valid_after(t0 + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.29157.1.2"), b"\x04" + _len(ext_bytes) + b"\xa5" * ext_bytes), critical=False)
+        .sign(issuer_key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return [pem, issuer_ca.cert_pem.bytes()], key_pem, cert.public_bytes(serialization.Encoding.DER)
+
+
+def _len(n):
+    if n < 0x80:
+        return bytes([n])
+    k = (n.bit_length() + 7) // 8
+    return bytes([0x80 | k]) + n.to_bytes(k, "big")
+
+
+def serve_pems(directory, name, chain_pems, key_pem, cls=TLSServer, **kw):
+    chain = os.path.join(directory, name + ".chain.pem")
+    key = os.path.join(directory, name + ".key.pem")
+    with open(chain, "wb") as f:
+        f.write(b"".join(chain_pems))
+    with open(key, "wb") as f:
+        f.write(key_pem)
+    return cls(chain, key, name=name, **kw).start()
