@@ -46,7 +46,8 @@ def register(sub):
     p.add_argument("--fs", choices=("posix", "lfs2", "fat"), default="posix",
                    help="posix: / is DIR; lfs2/fat: / is an image file in DIR (default: posix)")
     p.add_argument("--size", type=_size, default=None, metavar="BYTES",
-                   help="size of the lfs2/fat image (default 1048576; a multiple of 4096)")
+                   help="size of a new lfs2/fat image (default 1048576; a multiple of 4096); "
+                   "an existing image keeps its size")
     p.add_argument("--port-file", metavar="FILE", help="also write the port path to FILE (removed on exit)")
     p.add_argument("--heapsize", metavar="N", help="MicroPython heap, e.g. 200k (default: the unix port's)")
     p.set_defaults(func=run, command="vboard")
@@ -59,9 +60,8 @@ def run(args):
         raise UserError("--size applies to --fs lfs2 or fat (a posix board is as big as its directory)")
     try:
         board = vboard.VirtualBoard(
-            root=args.root, fs=args.fs, size=args.size or vboard.DEFAULT_SIZE, heapsize=args.heapsize
+            root=args.root, fs=args.fs, size=args.size, heapsize=args.heapsize
         ).start()
     except (vboard.VBoardError, OSError) as e:
         raise UserError(str(e))
-    vboard.serve(board, port_file=args.port_file)
-    return 0
+    return 0 if vboard.serve(board, port_file=args.port_file) else 1

@@ -146,10 +146,10 @@ class VirtualBoard:
     holds the image file). None means a temporary directory removed by stop().
     """
 
-    def __init__(self, root=None, fs="posix", size=DEFAULT_SIZE, micropython=None, heapsize=None):
+    def __init__(self, root=None, fs="posix", size=None, micropython=None, heapsize=None):
         if fs not in FILESYSTEMS:
             raise VBoardError("unknown filesystem %r (choose from %s)" % (fs, ", ".join(FILESYSTEMS)))
-        if fs != "posix" and (size < MIN_SIZE or size % BLOCK_SIZE):
+        if fs != "posix" and size is not None and (size < MIN_SIZE or size % BLOCK_SIZE):
             raise VBoardError("--size must be a multiple of %d and at least %d bytes, not %d" % (BLOCK_SIZE, MIN_SIZE, size))
         self.fs = fs
         self.size = size
@@ -159,6 +159,8 @@ class VirtualBoard:
         self.port = None
         self.image = None
         self.reboots = 0
+        self.notes = []  # things the user should know (printed by serve())
+        self.error = None  # why the relay stopped, if it failed
         self._owns_root = False
         self._tmp = None
         self._proc = None
@@ -182,10 +184,13 @@ class VirtualBoard:
             self.image = os.path.join(self.root, image_name(self.fs))
             if not os.path.exists(self.image):
                 with open(self.image, "wb") as f:
-                    f.truncate(self.size)
+                    f.truncate(self.size or DEFAULT_SIZE)
                 mkfs = True
             elif os.path.getsize(self.image) % BLOCK_SIZE:
                 raise VBoardError("image %s is not a whole number of %d-byte blocks" % (self.image, BLOCK_SIZE))
+            elif self.size and os.path.getsize(self.image) != self.size:
+                self.notes.append("using the existing image of %d bytes (not %d): delete it to start afresh"
+                                  % (os.path.getsize(self.image), self.size))
         self._boot = os.path.join(self._tmp, "boot.py")
         with open(self._boot, "w") as f:
             f.write(boot_script(self.fs, self.root, self.image, mkfs=False))
@@ -268,6 +273,14 @@ class VirtualBoard:
 
     # -- the relay ----------------------------------------------------------------
     def _relay(self):
+        try:
+            self._relay_loop()
+        except Exception as e:  # reported by serve(); the board is gone
+            self.error = "%s: %s" % (type(e).__name__, e)
+        finally:
+            self._kill()
+
+    def _relay_loop(self):
         to_host = bytearray()  # board output not yet written to the host pty
         to_board = bytearray()  # host input not yet written to the board pty
         raw = False  # is the board in the raw REPL (tracked from its output)
@@ -276,73 +289,69 @@ class VirtualBoard:
         hold_buf = b""
         hold_since = 0.0
         fast_exits = 0
-        try:
-            while not self._stop.is_set():
-                rlist = []
-                if not to_host:
-                    rlist.append(self._bm)  # back-pressure: read the board only when the host took its output
-                if not holding:
-                    rlist.append(self._hm)
-                wlist = []
-                if to_host:
-                    wlist.append(self._hm)
-                if to_board:
-                    wlist.append(self._bm)
-                r, w, _ = select.select(rlist, wlist, [], 0.05)
-                if self._bm in r:
-                    data = _read(self._bm)
-                    if data:
-                        scan = tail + data
-                        tail = scan[-64:]
-                        if _RAW_BANNER in scan:
-                            raw = True
-                        elif _FRIENDLY_BANNER in scan:
-                            raw = False
-                        if holding:
-                            hold_buf += data
-                            if _PROMPT in hold_buf:
-                                # new process at its friendly prompt: back into the raw REPL
-                                holding, hold_buf = False, b""
-                                to_board += b"\x01"
-                        else:
-                            to_host += data
-                if self._hm in r:
-                    data = _read(self._hm)
-                    if b"\x03" in data and _sigint_caught(self._proc.pid):
-                        # Ctrl-C while code runs: a board raises KeyboardInterrupt and eats the byte
-                        os.kill(self._proc.pid, signal.SIGINT)
-                        data = data.replace(b"\x03", b"")
-                    if data:
-                        to_board += data
-                if self._hm in w and to_host:
-                    del to_host[: _write(self._hm, to_host)]
-                if self._bm in w and to_board:
-                    del to_board[: _write(self._bm, to_board)]
-                if holding and time.monotonic() - hold_since > 10:
-                    holding = False  # never saw a prompt: show whatever it printed
-                    to_host += hold_buf
-                    hold_buf = b""
-                if self._proc.poll() is not None:
-                    # The unix port exited: Ctrl-D, sys.exit(), a crash. A board reboots.
-                    time.sleep(0.02)
+        while not self._stop.is_set():
+            rlist = []
+            if not to_host:
+                rlist.append(self._bm)  # back-pressure: read the board only when the host took its output
+            if not holding:
+                rlist.append(self._hm)
+            wlist = []
+            if to_host:
+                wlist.append(self._hm)
+            if to_board:
+                wlist.append(self._bm)
+            r, w, _ = select.select(rlist, wlist, [], 0.05)
+            if self._bm in r:
+                data = _read(self._bm)
+                if data:
+                    scan = tail + data
+                    tail = scan[-64:]
+                    at_raw, at_friendly = scan.rfind(_RAW_BANNER), scan.rfind(_FRIENDLY_BANNER)
+                    if at_raw != at_friendly:  # the later banner tells the mode (-1: not seen)
+                        raw = at_raw > at_friendly
+                    if holding:
+                        hold_buf += data
+                        if _PROMPT in hold_buf:
+                            # new process at its friendly prompt: back into the raw REPL
+                            holding, hold_buf = False, b""
+                            to_board += b"\x01"
+                    else:
+                        to_host += data
+            if self._hm in r:
+                data = _read(self._hm)
+                if b"\x03" in data and _sigint_caught(self._proc.pid):
+                    # Ctrl-C while code runs: a board raises KeyboardInterrupt and eats the byte
+                    os.kill(self._proc.pid, signal.SIGINT)
+                    data = data.replace(b"\x03", b"")
+                if data:
+                    to_board += data
+            if self._hm in w and to_host:
+                del to_host[: _write(self._hm, to_host)]
+            if self._bm in w and to_board:
+                del to_board[: _write(self._bm, to_board)]
+            if holding and time.monotonic() - hold_since > 10:
+                holding = False  # never saw a prompt: show whatever it printed
+                to_host += hold_buf
+                hold_buf = b""
+            if self._proc.poll() is not None:
+                # The unix port exited: Ctrl-D, sys.exit(), a crash. A board reboots.
+                time.sleep(0.02)
+                rest = _read(self._bm)
+                while rest:
+                    to_host += rest
+                    tail = (tail + rest)[-64:]
                     rest = _read(self._bm)
-                    while rest:
-                        to_host += rest
-                        tail = (tail + rest)[-64:]
-                        rest = _read(self._bm)
-                    _flush_input(self._bs)  # what the old process did not read is lost, as on a board
-                    to_board.clear()
-                    fast_exits = fast_exits + 1 if time.monotonic() - self._started < 0.5 else 0
-                    if fast_exits > 3:
-                        time.sleep(1)  # a boot that keeps failing: do not spin
-                    to_host += _SOFT_REBOOT
-                    self.reboots += 1
-                    was_raw = raw
-                    self._spawn()
-                    if was_raw:
-                        holding, hold_buf, hold_since = True, b"", time.monotonic()
-        finally:
-            self._kill()
+                _flush_input(self._bs)  # what the old process did not read is lost, as on a board
+                to_board.clear()
+                fast_exits = fast_exits + 1 if time.monotonic() - self._started < 0.5 else 0
+                if fast_exits > 3:
+                    time.sleep(1)  # a boot that keeps failing: do not spin
+                to_host += _SOFT_REBOOT
+                self.reboots += 1
+                was_raw = raw
+                self._spawn()
+                if was_raw:
+                    holding, hold_buf, hold_since = True, b"", time.monotonic()
 
 
 def _sigint_caught(pid):
@@ -383,7 +392,7 @@ def _flush_input(fd):
 
 
 def serve(board, out=sys.stdout, port_file=None):
-    """Run a started board until SIGINT/SIGTERM; print its port on `out`."""
+    """Run a started board until SIGINT/SIGTERM; print its port on `out`. False if the relay failed."""
     stopping = threading.Event()
 
     def on_signal(signum, frame):
@@ -398,10 +407,14 @@ def serve(board, out=sys.stdout, port_file=None):
             os.replace(tmp, port_file)
         where = board.image if board.image else board.root
         print("vboard: root %s (%s)" % (where, board.fs), file=out)
+        for note in board.notes:
+            print("vboard: note: " + note, file=out)
         print("vboard: port %s" % board.port, file=out, flush=True)
         print("vboard: try `mpremote connect %s fs ls`; stop with Ctrl-C" % board.port, file=out, flush=True)
         while not stopping.is_set() and board._thread.is_alive():
             stopping.wait(0.2)
+        if board.error:
+            print("vboard: stopped: %s" % board.error, file=sys.stderr)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -411,3 +424,4 @@ def serve(board, out=sys.stdout, port_file=None):
                 os.remove(port_file)
             except OSError:
                 pass
+    return not board.error
