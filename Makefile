@@ -47,8 +47,10 @@ demo: $(STAMP)  ## the whole job on a virtual board: pins, backup key, pinset, v
 
 flash: $(STAMP)  ## flash PINSET and the library onto a real board: make flash BOARD=ESP32_GENERIC PORT=/dev/ttyUSB0 PINSET=pins.json
 	@test -n "$(PORT)" || { echo "set PORT=/dev/ttyUSB0 (or COM3, /dev/ttyACM0, ...)" >&2; exit 2; }
+	@test -f boards/$(BOARD)/main.py || { echo "no boards/$(BOARD)/main.py: BOARD=ESP32_GENERIC, RPI_PICO_W or UNIX" >&2; exit 2; }
 	$(VENV)/bin/certpin flash $(PINSET) --port $(PORT) --tool $(TOOL) --lib
-	$(VENV)/bin/mpremote connect $(PORT) fs cp boards/$(BOARD)/main.py :main.py
+	$(if $(filter ampy,$(TOOL)),$(VENV)/bin/ampy --port $(PORT) put boards/$(BOARD)/main.py /main.py,$(PY) -m mpremote connect $(PORT) resume fs cp boards/$(BOARD)/main.py :main.py)
+	@echo "done. Copy the example's settings too (boards/$(BOARD)/README.md), then reset the board to start main.py"
 
 clean:  ## remove the virtualenv and build litter
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
