@@ -200,3 +200,12 @@ def test_killed_copy_on_littlefs_leaves_the_previous_pinset(vboard, tmp_path, pk
     assert p.returncode == 0, p.stdout + p.stderr
     assert "interrupted flash" in p.stdout, p.stdout  # the temporary file was there, and is gone now
     assert ".tmp" not in b.mpremote("fs", "ls", ":/").stdout
+
+
+def test_dest_in_a_new_directory(vboard, tmp_path, pki):
+    b = vboard(fs="lfs2")
+    pins = _good_pinset(tmp_path, pki)
+    p = b.flash(pins, "--dest", "/config/certpin/pins.json", "--lib")
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = b.run("import certpin\nprint('LOADED', certpin.load('/config/certpin/pins.json') is not None)\n", tmp_path)
+    assert "LOADED True" in out, out

@@ -298,9 +298,8 @@ def _flash(t, pinset, dest, lib, log, work):
         temps += ["%s/%s.py%s" % (LIB_DIR, n, TMP_SUFFIX), "%s/%s.mpy%s" % (LIB_DIR, n, TMP_SUFFIX)]
     dirs = []
     if pinset:
-        parent = dest.rsplit("/", 1)[0]
-        if parent:
-            dirs.append(parent)
+        parts = dest.strip("/").split("/")[:-1]
+        dirs += ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]  # /a, /a/b for /a/b/pins.json
     if lib:
         dirs += ["/lib", LIB_DIR]
 
