@@ -66,6 +66,7 @@ def test_flash_replaces_the_previous_pinset_on_fat(vboard, tmp_path, pki):
     second = _good_pinset(tmp_path, pki, "b.json", serial=2)
     p = b.flash(second)
     assert p.returncode == 0, p.stdout + p.stderr
+    assert "/ is VfsFat" in p.stdout and "warning: / is FAT" in p.stdout
     out = b.run("import certpin, os\nprint('serial', certpin.load().serial if hasattr(certpin.load(), 'serial') else '?')\n"
                 "print(open('/certpin.json').read())\nprint(os.listdir('/'))\n", tmp_path)
     assert '"serial": 2' in out and ".tmp" not in out

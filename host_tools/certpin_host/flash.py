@@ -55,8 +55,14 @@ def probe_code(temps, dirs):
         "            os.mkdir(d)",
         "        except OSError:",
         "            pass",
+        "    fs = '?'",
+        "    try:",
+        "        import vfs",
+        "        fs = [type(v).__name__ for v, p in vfs.mount() if p == '/'][0]",
+        "    except Exception:",
+        "        pass",
         "    print(%r, 'mpy', getattr(sys.implementation, '_mpy', 0), 'version',"
-        " '.'.join(str(v) for v in sys.implementation.version[:3]), 'platform', sys.platform)" % _MARK,
+        " '.'.join(str(v) for v in sys.implementation.version[:3]), 'platform', sys.platform, 'fs', fs)" % _MARK,
         "_probe()",
         "del _probe",
     ]) + "\n"
@@ -313,7 +319,10 @@ def _flash(t, pinset, dest, lib, log, work):
             facts = dict(zip(words[0::2], words[1::2]))
     if not facts:
         raise FlashError("probe: no answer from the board on %s (output: %r)" % (t.port, out[-300:]))
-    log("board: MicroPython %s on %s" % (facts.get("version"), facts.get("platform")))
+    log("board: MicroPython %s on %s, / is %s" % (facts.get("version"), facts.get("platform"), facts.get("fs")))
+    if facts.get("fs") == "VfsFat":
+        log("warning: / is FAT: a rename over a file there is a delete then a rename, so a power cut at that "
+            "instant loses it (LittleFS renames atomically)")
 
     pairs = []  # (local file, remote temporary name)
     items = []  # (remote temporary name, destination, sha256)

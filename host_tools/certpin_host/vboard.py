@@ -85,7 +85,7 @@ def boot_script(fs, root, image=None, mkfs=False):
             # (ENOENT). A Python wrapper hands it the source relative to the process cwd
             # (= root + board cwd). Not a subclass: a Python subclass of VfsPosix breaks
             # imports from absolute paths (import_stat gets the wrong object).
-            "class _Root:",
+            "class VfsPosix:  # named so tools that ask see the filesystem they expect",
             "    def __init__(self, root):",
             "        self.v = vfs.VfsPosix(root)",
             "    def mount(self, readonly, mkfs):",
@@ -99,8 +99,8 @@ def boot_script(fs, root, image=None, mkfs=False):
             "    def __getattr__(self, name):",
             "        return getattr(self.v, name)",
             "vfs.umount('/')",
-            "vfs.mount(_Root(%r), '/')" % root,
-            "del _Root",
+            "vfs.mount(VfsPosix(%r), '/')" % root,
+            "del VfsPosix",
         ]
     else:
         cls = "VfsLfs2" if fs == "lfs2" else "VfsFat"
