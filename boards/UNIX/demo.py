@@ -111,6 +111,7 @@ def main():
     servers, vboard = [], None
     signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
+        print("working in %s (removed at the end)" % work)
         say("1. a private PKI: genuine root -> intermediate -> leaf for localhost, and a rogue CA")
         pki = PKI(os.path.join(work, "pki"))
         cafile = pki.path("root.pem")
