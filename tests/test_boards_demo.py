@@ -14,3 +14,13 @@ def test_demo_passes_and_cleans_up():
     assert "PINNED OK" in p.stdout and "REFUSED" in p.stdout and "demo passed" in p.stdout
     work = re.search(r"working in (\S+)", p.stdout).group(1)
     assert not os.path.exists(work)
+    assert not [c for c in _cmdlines() if work in c], "a process the demo started outlived it"
+
+
+def _cmdlines():
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                yield f.read().decode(errors="replace")
+        except (OSError, ValueError):
+            pass
