@@ -6,8 +6,7 @@
 import json
 from binascii import a2b_base64, b2a_base64
 
-from certpin import PinsetError
-from certpin._pinset import Pinset, _ip
+from certpin import Pinset, PinsetError, _ip
 
 PREFIXES = ("sha256/", "cert-sha256/")  # kind 1: SPKI pin, kind 2: whole-certificate pin
 _NAME = "abcdefghijklmnopqrstuvwxyz0123456789.-_:"

@@ -3,8 +3,7 @@
 # known) and the pins configured, so a person can fix the pinset by reading it.
 from binascii import b2a_base64
 
-from certpin import Error
-from certpin._der import spki_sha256
+from certpin import Error, spki_sha256
 
 
 def _subject(der):

@@ -8,9 +8,7 @@
 # handshake; firmware with neither is refused.
 import time
 
-from certpin import Error, PinError, PinsetError
-from certpin._der import spki_sha256
-from certpin._pinset import Pinset, _drop, _once, match
+from certpin import Error, PinError, PinsetError, Pinset, _drop, _once, match, spki_sha256
 
 try:
     import tls
@@ -193,7 +191,7 @@ class SSLContext:
 def open_socket(ctx_class, host, port, pinset, cadata, timeout):
     import socket
 
-    from certpin._pinset import load
+    from certpin import load
 
     ctx = ctx_class(load() if pinset is None else pinset, cadata)
     Conn(ctx, host)  # refuse an unpinned host before any network traffic
