@@ -110,3 +110,35 @@ def test_missing_interpreter_is_a_clear_error(tmp_path):
     env = dict(os.environ, MICROPYTHON=str(tmp_path / "nope"))
     p = subprocess.run(CERTPIN + ["vboard"], capture_output=True, text=True, timeout=20, env=env)
     assert p.returncode == 2 and "MICROPYTHON=" in p.stderr and "Traceback" not in p.stderr
+
+
+def _read_until(s, marker, timeout=10):
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker not in data and time.monotonic() < deadline:
+        data += s.read(s.in_waiting or 1)
+    return data
+
+
+def test_ctrl_d_at_the_friendly_prompt_soft_reboots_like_a_board(vboard):
+    import serial  # pyserial, which mpremote and ampy use
+
+    b = vboard()
+    with serial.Serial(b.port, 115200, timeout=0.2) as s:
+        s.write(b"\r\x02")  # Ctrl-B: friendly REPL
+        assert b">>> " in _read_until(s, b">>> ")
+        s.write(b"x = 42\r")
+        _read_until(s, b"x = 42\r\n>>> ")
+        s.write(b"\x04")  # Ctrl-D: a board soft-reboots (the unix port would just exit)
+        out = _read_until(s, b"soft reboot\r\n")
+        out += _read_until(s, b">>> ")
+        assert b"soft reboot" in out and b"MicroPython" in out and out.endswith(b">>> "), out
+        s.write(b"print('x' in globals(), 6 * 7)\r")  # a fresh interpreter: x is gone
+        assert b"False 42" in _read_until(s, b"False 42"), "no fresh interpreter after the reboot"
+
+
+def test_heapsize_sets_the_boards_gc_heap(vboard, tmp_path):
+    b = vboard(extra=["--heapsize", "96k"])
+    out = b.run("import gc\ngc.collect()\nprint('HEAP', gc.mem_free() + gc.mem_alloc())\n", tmp_path)
+    heap = int(out.split("HEAP")[1].split()[0])
+    assert 80 * 1024 < heap <= 96 * 1024, heap
