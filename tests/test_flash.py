@@ -210,3 +210,16 @@ def test_dest_in_a_new_directory(vboard, tmp_path, pki):
     assert p.returncode == 0, p.stdout + p.stderr
     out = b.run("import certpin\nprint('LOADED', certpin.load('/config/certpin/pins.json') is not None)\n", tmp_path)
     assert "LOADED True" in out, out
+
+
+def test_a_full_filesystem_fails_cleanly(vboard, tmp_path, pki):
+    b = vboard(fs="lfs2", size=64 * 1024)  # 16 blocks: no room for a 62 KB pinset next to the old one
+    old = _good_pinset(tmp_path, pki)
+    assert b.flash(old).returncode == 0
+    p = b.flash(_big_pinset(tmp_path))
+    assert p.returncode == 2 and "No space left" in p.stderr, p.stdout + p.stderr
+    assert "removed the temporary files" in p.stdout
+    back = tmp_path / "back.json"
+    b.mpremote("fs", "cp", ":/certpin.json", str(back))
+    assert sha256_hex(back) == sha256_hex(old)
+    assert ".tmp" not in b.mpremote("resume", "fs", "ls", ":/").stdout
