@@ -70,7 +70,7 @@ def run(cmd, cwd, expect=0, what=None):
 
 def start_vboard(root):
     cmd = CERTPIN + ["vboard", "--root", root, "--fs", "lfs2", "--size", str(1024 * 1024)]
-    show(cmd, root)
+    show(cmd, os.path.dirname(root))
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
