@@ -3,6 +3,7 @@
 #   spki_sha256(der), cert_sha256(der)   the digests inside pins
 #   load(path), loads(text) -> Pinset    read and validate a pinset
 #   check(pinset, host, chain)           pure check of a DER chain (leaf first)
+#                                        (loaded on first use)
 #   SSLContext(pinset, cadata, on_failure), connect(host, port, ...)
 #                                        pinned TLS (loaded on first use)
 #
@@ -10,11 +11,11 @@
 # pins could not be checked) or PinsetError (the pinset is unusable).
 #
 # This module holds what every user needs (the DER walk, the loaded Pinset,
-# check); it is one module rather than three because on a device each module
+# the matching used by every connection); it is one module rather than three because on a device each module
 # costs RAM of its own (measured on the unix port: 8.1 KB for three, 6.3 KB as
 # one). Rarely needed code lives in modules imported on first use: _load
-# (validation, dropped after use on a device), _tls (pinned TLS), _deferred,
-# _report (failure text), _cpy (CPython TLS).
+# (validation, dropped after use on a device), _check (check()), _tls
+# (pinned TLS), _deferred, _report (failure text), _cpy (CPython TLS).
 __version__ = "0.1.0"
 
 import hashlib
@@ -41,8 +42,9 @@ class PinsetError(Error):
 # certificate ends exactly where its outer SEQUENCE says, and the SPKI ends
 # inside TBSCertificate, so every element before it does too (offsets only
 # grow); the SPKI's two parts, what follows it in TBSCertificate and the
-# signature after TBSCertificate are checked the same way. The bytes hashed are the key a TLS stack reads, never something placed
-# where a lax parser would look (an extension, the subject, trailing data).
+# signature after TBSCertificate are checked the same way. The bytes hashed
+# are the key a TLS stack reads, never something placed where a lax parser
+# would look (an extension, the subject, trailing data).
 #
 # Speed: on MicroPython a function call costs as much as a dozen bytecodes, so
 # each step is written inline and out-of-range reads are caught as IndexError
@@ -181,8 +183,7 @@ def cert_sha256(der):
     return spki_sha256(der, True)
 
 
-# ---- The loaded pinset and check() ----
-# The loaded pinset (validation is in _load.py) and check().
+# ---- The loaded pinset (validation is in _load.py) ----
 #
 # RAM layout, ~125 bytes per pin for a 50-host pinset with 2 pins per host:
 #   _n  tuple  the host names, sorted (a tuple costs less than a dict's table)
@@ -310,45 +311,16 @@ def match(ps, r, der, d):
     return None
 
 
-def check(pinset, host, chain, verified=False):
-    """The pin of ``pinset`` for ``host`` that ``chain`` matches; else PinError.
-
-    ``chain``: DER certificates, leaf first. verified=False (nobody validated
-    the chain): only the leaf may match. verified=True (validated against a
-    CA): any certificate of the chain may.
-    """
-    if not isinstance(pinset, Pinset):
-        raise PinsetError("expected a Pinset from certpin.load() or certpin.loads()")
-    r = pinset._find(host)
-    if r < 0:
-        try:
-            raise PinError(_once("_report").unknown(pinset, host))
-        finally:
-            _drop("_report")
-    n = len(chain)
-    i = 0
-    while i < n and (i == 0 or verified):
-        try:
-            d = spki_sha256(chain[i])
-        except Error as e:
-            if i == 0:
-                raise PinError("%s: the leaf certificate cannot be checked: %s" % (host, e.args[0]))
-            d = None
-        m = None if d is None else match(pinset, r, chain[i], d)
-        if m is not None:
-            return m
-        i += 1
-    try:
-        raise PinError(_once("_report").mismatch(pinset, host, chain, verified))
-    finally:
-        _drop("_report")
-
-
 def __getattr__(name):
-    # The TLS layer is imported on first use: code that only checks pins, or
-    # the host tools, never pay for it.
-    if name in ("SSLContext", "connect"):
+    # Imported on first use, then cached in this module: the pure check()
+    # (host tools, tests) and the TLS layer. A device that only connects
+    # never loads check(); the host tools never load the TLS layer.
+    if name == "check":
+        m = "certpin._check"
+    elif name in ("SSLContext", "connect"):
         m = "certpin._cpy" if sys.implementation.name == "cpython" else "certpin._tls"
-        __import__(m)
-        return getattr(sys.modules[m], name)
-    raise AttributeError(name)
+    else:
+        raise AttributeError(name)
+    __import__(m)
+    v = globals()[name] = getattr(sys.modules[m], name)
+    return v

@@ -1,0 +1,38 @@
+# check(): the pure pin check of a DER chain, for code that has the
+# certificates in hand (host tools, tests, a custom TLS layer). Connections use
+# the same match() from the TLS layer instead. Loaded on first use.
+from certpin import Error, Pinset, PinError, PinsetError, _drop, _once, match, spki_sha256
+
+
+def check(pinset, host, chain, verified=False):
+    """The pin of ``pinset`` for ``host`` that ``chain`` matches; else PinError.
+
+    ``chain``: DER certificates, leaf first. verified=False (nobody validated
+    the chain): only the leaf may match. verified=True (validated against a
+    CA): any certificate of the chain may.
+    """
+    if not isinstance(pinset, Pinset):
+        raise PinsetError("expected a Pinset from certpin.load() or certpin.loads()")
+    r = pinset._find(host)
+    if r < 0:
+        try:
+            raise PinError(_once("_report").unknown(pinset, host))
+        finally:
+            _drop("_report")
+    n = len(chain)
+    i = 0
+    while i < n and (i == 0 or verified):
+        try:
+            d = spki_sha256(chain[i])
+        except Error as e:
+            if i == 0:
+                raise PinError("%s: the leaf certificate cannot be checked: %s" % (host, e.args[0]))
+            d = None
+        m = None if d is None else match(pinset, r, chain[i], d)
+        if m is not None:
+            return m
+        i += 1
+    try:
+        raise PinError(_once("_report").mismatch(pinset, host, chain, verified))
+    finally:
+        _drop("_report")
