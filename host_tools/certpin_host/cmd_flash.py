@@ -6,8 +6,9 @@ from certpin_host.errors import EXIT_FAIL, UserError
 
 EPILOG = """\
 What it does:
-  1. lints PINSET: a pinset the device would refuse is never flashed; one with
-     lint findings (governance: a single pin, expiry, ...) is refused unless --force;
+  1. lints PINSET: a pinset the device would refuse is never flashed; one that
+     fails lint (governance errors: a single pin, a past expiry, ...) is refused
+     unless --force; lint warnings are shown, and refuse too with --strict;
   2. copies it to DEST.tmp on the board, checks the board-side SHA-256 against the
      local file, then renames it over DEST. An interrupted copy leaves the previous
      pinset in place; the next flash removes the temporary file.
@@ -42,13 +43,16 @@ def register(sub):
     p.add_argument("--dest", default="/certpin.json", help="path on the board (default: /certpin.json, what certpin.load() reads)")
     p.add_argument("--lib", action="store_true", help="also install the device library under /lib/certpin")
     p.add_argument("--force", action="store_true",
-                   help="flash despite lint findings (never a pinset the device would refuse to load)")
+                   help="flash despite lint errors (never a pinset the device would refuse to load)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse lint warnings too (as `certpin pinset lint --strict` does)")
     p.add_argument("--timeout", type=float, default=120, metavar="S", help="give up on a tool run after S seconds (default 120)")
     p.set_defaults(func=run, command="flash")
 
 
-def check_pinset(path, force, log=print):
-    """Refuse what the device would refuse (always) and lint findings (unless force)."""
+def check_pinset(path, force, log=print, strict=False):
+    """Refuse what the device would refuse (always), lint errors (unless force),
+    and lint warnings too when strict: the same verdict as `pinset lint [--strict]`."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -80,6 +84,9 @@ def check_pinset(path, force, log=print):
         log("lint: %s is clean" % path)
         return
     what = "%d error(s) and %d warning(s)" % (len(errors), len(warnings))
+    if not errors and not strict:
+        log("lint: %d warning(s) (listed above); flashing (--strict refuses warnings)" % len(warnings))
+        return
     if not force:
         raise UserError("%s: lint found %s (listed above); not flashed. Fix them, or pass --force "
                         "if you accept the risk" % (path, what), EXIT_FAIL)
@@ -97,7 +104,7 @@ def run(args):
     def log(msg):
         print("flash: " + msg, flush=True)
 
-    check_pinset(args.pinset, args.force, log)
+    check_pinset(args.pinset, args.force, log, strict=args.strict)
 
     try:
         flash.flash(args.port, args.pinset, dest=args.dest, tool=args.tool, lib=args.lib, log=log, timeout=args.timeout)
