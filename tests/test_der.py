@@ -1,14 +1,13 @@
 """certpin.spki_sha256 / cert_sha256 against cryptography, and strictness."""
-import datetime
 import hashlib
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
 
 import certpin
+from support.corpus import self_signed  # noqa: F401  (also used by test_pinset)
 
 KEYS = {
     "rsa2048": lambda: rsa.generate_private_key(65537, 2048),
@@ -18,23 +17,6 @@ KEYS = {
     "p521": lambda: ec.generate_private_key(ec.SECP521R1()),
     "ed25519": lambda: ed25519.Ed25519PrivateKey.generate(),
 }
-
-
-def self_signed(key, name="certpin.test"):
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-    )
-    algo = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return b.sign(key, algo).public_bytes(serialization.Encoding.DER)
 
 
 @pytest.fixture(scope="module", params=sorted(KEYS))
