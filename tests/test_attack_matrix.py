@@ -18,7 +18,7 @@ import time
 import pytest
 
 from support import attack_servers as hostile
-from support.pki import cert_pin, spki_pin
+from support.pki import spki_pin
 from support.scenario import pinset_text
 from support.servers import TLSServer
 

@@ -15,7 +15,6 @@ import sys
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-import certpin
 from support import corpus
 from support.scenario import run_client
 from support.servers import TLSServer

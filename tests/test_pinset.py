@@ -137,7 +137,6 @@ def test_errors_hierarchy():
 def test_both_runtimes_validate_alike(tmp_path):
     """Every malformed pinset above, plus the valid ones, gives the same verdict
     and the same field on CPython and on the MicroPython unix port."""
-    import os
 
     from conftest import Runtime
 

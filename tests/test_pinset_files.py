@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 
-import pytest
 
 import certpin
 from support import corpus
