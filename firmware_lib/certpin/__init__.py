@@ -260,38 +260,31 @@ def _ip(name):
     return ":" in name or name.replace(".", "").isdigit()
 
 
-def _once(name):
-    # Import certpin.<name> for one use. On a device the module is then dropped
-    # (see _drop): validation runs once at boot and failure text only when
-    # something is refused, so neither needs to stay resident in a heap that
-    # the TLS stack shares.
-    __import__("certpin." + name)
-    return sys.modules["certpin." + name]
-
-
-def _drop(name):
-    if sys.implementation.name == "micropython":
-        sys.modules.pop("certpin." + name, None)
-        import certpin
-
-        if hasattr(certpin, name):
-            delattr(certpin, name)
+def _use(name, fn, *args):
+    # certpin.<name>.<fn>(*args), the module imported for this one call. On a
+    # device it is dropped again afterwards: validation runs once at boot and
+    # failure text only when something is refused, so neither needs to stay
+    # resident in a heap that the TLS stack shares.
+    m = "certpin." + name
+    __import__(m)
+    try:
+        return getattr(sys.modules[m], fn)(*args)
+    finally:
+        if sys.implementation.name == "micropython":
+            sys.modules.pop(m, None)
+            g = globals()  # the import also bound the submodule here
+            if name in g:
+                del g[name]
 
 
 def loads(text):
     """Parse and validate pinset JSON (str or UTF-8 bytes) into a Pinset."""
-    try:
-        return _once("_load").loads(text)
-    finally:
-        _drop("_load")
+    return _use("_load", "loads", text)
 
 
 def load(path="/certpin.json"):
     """Read and validate the pinset file at ``path``."""
-    try:
-        return _once("_load").load(path)
-    finally:
-        _drop("_load")
+    return _use("_load", "load", path)
 
 
 def match(ps, r, der, d):

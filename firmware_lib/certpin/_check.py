@@ -1,7 +1,7 @@
 # check(): the pure pin check of a DER chain, for code that has the
 # certificates in hand (host tools, tests, a custom TLS layer). Connections use
 # the same match() from the TLS layer instead. Loaded on first use.
-from certpin import Error, Pinset, PinError, PinsetError, _drop, _once, match, spki_sha256
+from certpin import Error, Pinset, PinError, PinsetError, _use, match, spki_sha256
 
 
 def check(pinset, host, chain, verified=False):
@@ -15,10 +15,7 @@ def check(pinset, host, chain, verified=False):
         raise PinsetError("expected a Pinset from certpin.load() or certpin.loads()")
     r = pinset._find(host)
     if r < 0:
-        try:
-            raise PinError(_once("_report").unknown(pinset, host))
-        finally:
-            _drop("_report")
+        raise PinError(_use("_report", "unknown", pinset, host))
     n = len(chain)
     i = 0
     while i < n and (i == 0 or verified):
@@ -32,7 +29,4 @@ def check(pinset, host, chain, verified=False):
         if m is not None:
             return m
         i += 1
-    try:
-        raise PinError(_once("_report").mismatch(pinset, host, chain, verified))
-    finally:
-        _drop("_report")
+    raise PinError(_use("_report", "mismatch", pinset, host, chain, verified))

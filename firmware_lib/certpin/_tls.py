@@ -8,7 +8,7 @@
 # handshake; firmware with neither is refused.
 import time
 
-from certpin import Error, PinError, PinsetError, Pinset, _drop, _once, match, spki_sha256
+from certpin import Error, PinError, PinsetError, Pinset, _use, match, spki_sha256
 
 try:
     import tls
@@ -37,10 +37,7 @@ class Conn:
         if r < 0:
             if not host:
                 raise PinError("server_hostname is required: pins are looked up by it")
-            try:
-                raise PinError(_once("_report").unknown(ps, host))
-            finally:
-                _drop("_report")
+            raise PinError(_use("_report", "unknown", ps, host))
         self.ps, self.r, self.host, self.on_failure = ps, r, host, ctx.on_failure
         self.verified = bool(ctx.cadata)
         self.report = ps._b[r] & 2
@@ -102,11 +99,7 @@ class Conn:
             for depth, d, _ in self.seen:
                 if depth == 0 and not isinstance(d, bytes):
                     why = "the leaf certificate cannot be checked"
-            try:
-                msg = _once("_report").describe(self.ps, self.host, self.seen, self.verified, why)
-            finally:
-                _drop("_report")
-            self._fail("pin_mismatch", msg)
+            self._fail("pin_mismatch", _use("_report", "describe", self.ps, self.host, self.seen, self.verified, why))
 
     def refused(self, exc):
         # The stack refused the handshake. Ours: say why as a PinError. A CA
