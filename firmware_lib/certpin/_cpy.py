@@ -5,7 +5,7 @@
 # the first application byte goes either way.
 import ssl
 
-from certpin import PinError
+from certpin import Error, PinError
 from certpin._tls import Conn, context_args, open_socket
 
 
@@ -20,8 +20,6 @@ class SSLContext:
                 try:
                     c.load_verify_locations(cadata=bytes(der))
                 except (ssl.SSLError, ValueError) as e:
-                    from certpin import Error
-
                     raise Error("cadata: not a DER certificate (%s)" % e)
             c.check_hostname = True
             c.verify_mode = ssl.CERT_REQUIRED
@@ -43,7 +41,6 @@ class SSLContext:
                 s.close()
                 raise
         return s
-
 
     def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None, session=None):
         # For asyncio: the same check when the memory-BIO handshake completes.
@@ -86,31 +83,10 @@ class _AsyncPinError(PinError, ssl.SSLError):
     pass
 
 
-class _PinnedObject(ssl.SSLObject):
+class _Checked:
+    # Mixed into SSLSocket and SSLObject: no byte is read or written before the
+    # handshake has completed and been checked.
     _certpin = None
-
-    def do_handshake(self):
-        try:
-            _handshake(self, super().do_handshake)
-        except PinError as e:
-            raise _AsyncPinError(*e.args) from None
-
-    def read(self, *a, **k):
-        if self._certpin is not None:
-            self.do_handshake()
-        return super().read(*a, **k)
-
-    def write(self, *a, **k):
-        if self._certpin is not None:
-            self.do_handshake()
-        return super().write(*a, **k)
-
-
-class _PinnedSocket(ssl.SSLSocket):
-    _certpin = None
-
-    def do_handshake(self, block=False):
-        _handshake(self, super().do_handshake, block)
 
     def _checked(self):
         if self._certpin is not None:
@@ -123,6 +99,19 @@ class _PinnedSocket(ssl.SSLSocket):
     def write(self, *a, **k):
         self._checked()
         return super().write(*a, **k)
+
+
+class _PinnedObject(_Checked, ssl.SSLObject):
+    def do_handshake(self):
+        try:
+            _handshake(self, super().do_handshake)
+        except PinError as e:
+            raise _AsyncPinError(*e.args) from None
+
+
+class _PinnedSocket(_Checked, ssl.SSLSocket):
+    def do_handshake(self, block=False):
+        _handshake(self, super().do_handshake, block)
 
     def recv(self, *a, **k):
         self._checked()
