@@ -10,9 +10,7 @@
 """
 import datetime
 import os
-import socket
 import ssl
-import threading
 
 import trustme
 from cryptography import x509
@@ -20,7 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from support.servers import TLSServer
+from support.corpus import enc_len
+from support.servers import Listener, TLSServer
 
 
 class BannerServer(TLSServer):
@@ -34,13 +33,7 @@ class BannerServer(TLSServer):
             with self.ctx.wrap_socket(conn, server_side=True) as tls:
                 self.handshakes += 1
                 tls.sendall(self.banner)
-                data = b""
-                while b"\n" not in data and len(data) < 65536:
-                    chunk = tls.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                self.received.append(data)
+                self._read_request(tls)
         except (OSError, ssl.SSLError):
             pass
         finally:
@@ -51,22 +44,11 @@ class AnonServer(TLSServer):
     """TLS 1.2, anonymous key exchange only (ADH/AECDH): the server sends no certificate."""
 
     def __init__(self, name="anon", host="127.0.0.1"):
-        self.name = name
-        self.reply = b"HTTP/1.0 200 OK\r\n\r\nhello from anon\n"
-        self.handshake_only = False
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-        self.ctx.set_ciphers("aNULL:@SECLEVEL=0")
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.received = []
-        self.handshakes = 0
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers("aNULL:@SECLEVEL=0")
+        super().__init__(name=name, host=host, reply=b"HTTP/1.0 200 OK\r\n\r\nhello from anon\n", ctx=ctx)
         self.errors = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
     def _handle(self, conn):
         conn.settimeout(10)
@@ -83,46 +65,13 @@ class AnonServer(TLSServer):
             conn.close()
 
 
-class RawServer:
+class RawServer(Listener):
     """Plain TCP. mode: close | garbage | huge_record | alert | silent."""
 
     def __init__(self, mode, host="127.0.0.1"):
+        super().__init__(host, backlog=16)
         self.mode = mode
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.hellos = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._conns = []
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        for c in self._conns:
-            try:
-                c.close()
-            except OSError:
-                pass
-        self.sock.close()
-        self._thread.join(5)
-
-    def _serve(self):
-        self.sock.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self._conns.append(conn)
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn):
         try:
@@ -175,19 +124,12 @@ def big_leaf(issuer_ca, ext_bytes, name="localhost"):
         .not_valid_before(t0)
         .not_valid_after(t0 + datetime.timedelta(days=30))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.29157.1.2"), b"\x04" + _len(ext_bytes) + b"\xa5" * ext_bytes), critical=False)
+        .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.29157.1.2"), b"\x04" + enc_len(ext_bytes) + b"\xa5" * ext_bytes), critical=False)
         .sign(issuer_key, hashes.SHA256())
     )
     pem = cert.public_bytes(serialization.Encoding.PEM)
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return [pem, issuer_ca.cert_pem.bytes()], key_pem, cert.public_bytes(serialization.Encoding.DER)
-
-
-def _len(n):
-    if n < 0x80:
-        return bytes([n])
-    k = (n.bit_length() + 7) // 8
-    return bytes([0x80 | k]) + n.to_bytes(k, "big")
 
 
 def serve_pems(directory, name, chain_pems, key_pem, cls=TLSServer, **kw):

@@ -10,7 +10,6 @@ import functools
 import hashlib
 import json
 import os
-import random
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization

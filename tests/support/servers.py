@@ -9,23 +9,17 @@ import ssl
 import threading
 
 
-class TLSServer:
-    def __init__(self, chain_path, key_path, name="server", host="127.0.0.1", port=0,
-                 reply=None, handshake_only=False):
-        self.name = name
-        self.reply = reply if reply is not None else (
-            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from %s\n" % name
-        ).encode()
-        self.handshake_only = handshake_only
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(chain_path, key_path)
+class Listener:
+    """A TCP listener on loopback that hands each connection to ``_handle`` on a
+    thread of its own; ``stop()`` closes the listener and every connection."""
+
+    def __init__(self, host="127.0.0.1", port=0, backlog=64):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
-        self.sock.listen(64)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
-        self.received = []  # application bytes from each completed handshake
-        self.handshakes = 0
+        self._conns = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -42,15 +36,16 @@ class TLSServer:
 
     def stop(self):
         self._stop.set()
+        for c in self._conns:
+            try:
+                c.close()
+            except OSError:
+                pass
         try:
             self.sock.close()
         except OSError:
             pass
         self._thread.join(5)
-
-    @property
-    def app_bytes(self):
-        return b"".join(self.received)
 
     def _serve(self):
         self.sock.settimeout(0.2)
@@ -61,7 +56,45 @@ class TLSServer:
                 continue
             except OSError:
                 return
+            self._conns.append(conn)
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        raise NotImplementedError
+
+
+class TLSServer(Listener):
+    """Serves the chain in chain_path with key_path (or a ready server ``ctx``)."""
+
+    def __init__(self, chain_path=None, key_path=None, name="server", host="127.0.0.1", port=0,
+                 reply=None, handshake_only=False, ctx=None):
+        super().__init__(host, port)
+        self.name = name
+        self.reply = reply if reply is not None else (
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from %s\n" % name
+        ).encode()
+        self.handshake_only = handshake_only
+        if ctx is None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(chain_path, key_path)
+        self.ctx = ctx
+        self.received = []  # application bytes from each completed handshake
+        self.handshakes = 0
+
+    @property
+    def app_bytes(self):
+        return b"".join(self.received)
+
+    def _read_request(self, tls):
+        # The client's bytes up to the first newline (or EOF), recorded.
+        data = b""
+        while b"\n" not in data and len(data) < 65536:
+            chunk = tls.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        self.received.append(data)
+        return data
 
     def _handle(self, conn):
         conn.settimeout(10)
@@ -70,14 +103,7 @@ class TLSServer:
                 self.handshakes += 1
                 if self.handshake_only:
                     return
-                data = b""
-                while b"\n" not in data and len(data) < 65536:
-                    chunk = tls.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                self.received.append(data)
-                if data:
+                if self._read_request(tls):
                     tls.sendall(self.reply)
         except (OSError, ssl.SSLError):
             pass  # clients that abort the handshake are the point of many tests
