@@ -33,45 +33,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # tests/, run as a script too
+from support.corpus import body as content  # noqa: E402
+from support.corpus import children as split  # noqa: E402
+from support.corpus import enc_len, tlv  # noqa: E402
+
 OID_ECDSA_SHA256 = bytes.fromhex("06082a8648ce3d040302")
 SIGALG = b"\x30\x0a" + OID_ECDSA_SHA256
 
 
-def enc_len(n, octets=None):
-    if octets is None:
-        if n < 0x80:
-            return bytes([n])
-        octets = (n.bit_length() + 7) // 8
-    return bytes([0x80 | octets]) + n.to_bytes(octets, "big")
-
-
-def tlv(tag, content, octets=None):
-    return bytes([tag]) + enc_len(len(content), octets) + content
-
-
 def indefinite(tag, content):
     return bytes([tag, 0x80]) + content + b"\x00\x00"
-
-
-def split(b):
-    """Top-level TLVs of b."""
-    out = []
-    i = 0
-    while i < len(b):
-        n = b[i + 1]
-        h = 2
-        if n & 0x80:
-            k = n & 0x7F
-            n = int.from_bytes(b[i + 2 : i + 2 + k], "big")
-            h += k
-        out.append(b[i : i + h + n])
-        i += h + n
-    return out
-
-
-def content(el):
-    n = el[1]
-    return el[2 + (n & 0x7F if n & 0x80 else 0) :]
 
 
 class Keys:
