@@ -96,6 +96,26 @@ def _big_pinset(tmp_path, n=380):  # ~62 KB: near the 64 KB a device accepts
     return make_pinset(tmp_path / "big.json", hosts, serial=9)
 
 
+def _flash_killed_when(b, pinset, tool, started, poll):
+    """Run `certpin flash` and SIGKILL it and its tool (the whole process group)
+    as soon as started() is true (within 60 s); the flash must not end first."""
+    p = subprocess.Popen(CERTPIN + ["flash", pinset, "--port", b.port, "--tool", tool], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not started():
+            assert p.poll() is None, "flash ended before the copy started: %r" % (p.communicate(),)
+            time.sleep(poll)
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(10)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+        p.stdout.close()
+        p.stderr.close()
+
+
 @pytest.mark.parametrize("tool", ["mpremote", "ampy"])
 def test_killed_copy_leaves_the_previous_pinset_and_the_next_flash_no_temp_file(vboard, tmp_path, pki, tool):
     b = vboard()
@@ -104,22 +124,9 @@ def test_killed_copy_leaves_the_previous_pinset_and_the_next_flash_no_temp_file(
     big = _big_pinset(tmp_path)
     dest = os.path.join(b.root, "certpin.json")
     tmp = dest + ".tmp"
-    p = subprocess.Popen(CERTPIN + ["flash", big, "--port", b.port, "--tool", tool], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (os.path.exists(tmp) and os.path.getsize(tmp) > 0):
-            assert p.poll() is None, "flash ended before copying: %r" % (p.communicate(),)
-            time.sleep(0.005)
-        assert os.path.exists(tmp), "the copy never started"
-        os.killpg(p.pid, signal.SIGKILL)  # the tool and certpin die mid-copy: a pulled cable
-        p.wait(10)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(10)
-        p.stdout.close()
-        p.stderr.close()
+    # the tool and certpin die mid-copy: a pulled cable
+    _flash_killed_when(b, big, tool, lambda: os.path.exists(tmp) and os.path.getsize(tmp) > 0, 0.005)
+    assert os.path.exists(tmp), "the copy never started"
     assert 0 < os.path.getsize(tmp) < os.path.getsize(big), "not killed part way"
     assert sha256_hex(dest) == sha256_hex(old)  # the previous pinset is untouched
     out = b.run("import json\nprint(sorted(json.load(open('/certpin.json'))['hosts']))\n", tmp_path)
@@ -178,21 +185,8 @@ def test_killed_copy_on_littlefs_leaves_the_previous_pinset(vboard, tmp_path, pk
     assert b.flash(old).returncode == 0
     big = _big_pinset(tmp_path, hosts)
     before = os.stat(b.image).st_mtime_ns
-    p = subprocess.Popen(CERTPIN + ["flash", big, "--port", b.port, "--tool", tool], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and os.stat(b.image).st_mtime_ns == before:
-            assert p.poll() is None, "flash ended before writing: %r" % (p.communicate(),)
-            time.sleep(0.002)
-        os.killpg(p.pid, signal.SIGKILL)  # the copy has started writing: pull the cable
-        p.wait(10)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(10)
-        p.stdout.close()
-        p.stderr.close()
+    # the copy has started writing: pull the cable
+    _flash_killed_when(b, big, tool, lambda: os.stat(b.image).st_mtime_ns != before, 0.002)
     back = tmp_path / "back.json"
     b.mpremote("fs", "cp", ":/certpin.json", str(back))  # (a soft reset first: the unclosed copy is lost)
     assert sha256_hex(back) == sha256_hex(old)
