@@ -19,7 +19,7 @@ import pytest
 
 from support import attack_servers as hostile
 from support.pki import spki_pin
-from support.scenario import pinset_text
+from support.scenario import fresh, pinset_text
 from support.servers import TLSServer
 
 BOGUS = "sha256/" + base64.b64encode(hashlib.sha256(b"no such key").digest()).decode()
@@ -76,11 +76,6 @@ def srv(pki):
     for s in started.values():
         s.stop()
 
-
-def fresh(srv, name):
-    s = srv[name]
-    s.received.clear()
-    return s
 
 
 # ------------------------------------------------------- deferred, server speaks first

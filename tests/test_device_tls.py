@@ -6,7 +6,7 @@ runtimes (the `runtime` fixture).
 """
 import pytest
 
-from support.scenario import run_client
+from support.scenario import fresh, run_client
 from support.servers import TLSServer
 
 BOGUS = "sha256/" + "A" * 43 + "="
@@ -22,11 +22,6 @@ def servers(pki):
     for s in started.values():
         s.stop()
 
-
-def fresh(servers, name):
-    s = servers[name]
-    s.received.clear()
-    return s
 
 
 def assert_refused(out, *fragments):

@@ -35,3 +35,10 @@ def run_client(runtime, tmp_path, port, pins=None, text=None, host="localhost", 
     out = json.loads(lines[-1])
     assert out["runtime"] == runtime.name
     return out
+
+
+def fresh(servers, name):
+    """servers[name] with its record of received application bytes cleared."""
+    s = servers[name]
+    s.received.clear()
+    return s
