@@ -320,3 +320,150 @@ def test_peer_breaks_mid_handshake(runtime, pki, tmp_path, mode, client_mode):
     assert s.hellos >= 1
     assert_clean_refusal(out)
     assert out["seconds"] < 20, out
+
+
+# ------------------------------------------------------- issue 9: fail-open and wrong-error paths
+
+
+@pytest.fixture(scope="module")
+def tls12(pki):
+    # TLS 1.2 servers (MicroPython speaks only 1.2; CPython would pick 1.3).
+    import ssl
+
+    started = {}
+    for leaf in (pki.genuine, pki.rogue_leaf):
+        chain, key = leaf.write(pki.dir)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(chain, key)
+        started[leaf.name] = TLSServer(name=leaf.name + "-tls12", ctx=ctx).start()
+    yield started
+    for s in started.values():
+        s.stop()
+
+
+@pytest.mark.parametrize("tls", ["default", "tls12"])
+@pytest.mark.parametrize("raises", [False, True], ids=["on_failure", "on_failure_raises"])
+def test_refused_deferred_connection_stays_refused(runtime, srv, tls12, pki, tmp_path, tls, raises):
+    # The first write on a deferred socket is refused; a second write and read
+    # on the SAME socket must be refused too, never reach the attacker
+    # unchecked (CPython used to let the second through), also when the
+    # application's on_failure raised.
+    s = srv["rogue"] if tls == "default" else tls12["rogue"]
+    s.received.clear()
+    out = client(runtime, tmp_path, s.port, [pki.genuine.pin, BOGUS], mode="retry", on_failure_raises=raises)
+    assert out["ok"] is False, out
+    assert out["type"] == ("RuntimeError" if raises else "PinError"), out
+    assert out["again"]["ok"] is False and out["again"]["type"] in ("PinError", "_AsyncPinError"), out
+    assert "refused" in out["again"]["message"], out
+    assert [r["reason"] for r in out["failures"]] == ["pin_mismatch"]
+    time.sleep(0.2)
+    assert s.app_bytes == b"", "a refused connection sent application bytes"
+
+
+@pytest.mark.parametrize("mode", ["blocking", "connect"])
+def test_on_failure_that_raises_leaves_nothing_usable(runtime, srv, pki, tmp_path, mode):
+    s = fresh(srv, "rogue")
+    out = client(runtime, tmp_path, s.port, [pki.genuine.pin, BOGUS], mode=mode, on_failure_raises=True)
+    assert out["ok"] is False, out
+    assert s.app_bytes == b""
+
+
+def test_cpython_resumed_session_without_verified_chain_is_refused(pki, tmp_path):
+    # With cadata, a resumed TLS session has no verified chain to check: that is
+    # a PinError (it used to be a TypeError, on_failure not called, and the
+    # next write went through unchecked).
+    import socket
+    import ssl
+
+    import certpin
+
+    chain, key = pki.genuine.write(pki.dir)
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.maximum_version = ssl.TLSVersion.TLSv1_2  # session IDs: resumption without tickets' timing
+    sctx.load_cert_chain(chain, key)
+    server = TLSServer(name="resume", ctx=sctx).start()
+    try:
+        ps = certpin.loads(pinset_text({"localhost": [pki.genuine.pin, BOGUS]}))
+        failures = []
+        ctx = certpin.SSLContext(ps, cadata=[open(pki.path("root.der"), "rb").read()], on_failure=failures.append)
+        first = ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port)), server_hostname="localhost")
+        first.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        while first.recv(4096):
+            pass
+        session = first.session
+        first.close()
+        raw = socket.create_connection(("127.0.0.1", server.port))
+        s = ctx.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False)
+        s.session = session
+        server.received.clear()
+        with pytest.raises(certpin.PinError, match="no verified chain"):
+            s.write(b"GET /first HTTP/1.0\r\n\r\n")
+        assert [r["reason"] for r in failures] == ["not_checked"]
+        with pytest.raises(certpin.PinError, match="refused"):
+            s.write(b"GET /second HTTP/1.0\r\n\r\n")
+        time.sleep(0.2)
+        assert server.app_bytes == b""
+    finally:
+        server.stop()
+
+
+BOGUS2 = "sha256/" + base64.b64encode(hashlib.sha256(b"no such key either").digest()).decode()
+NUL_PINSET = {
+    # localhost is enforced (and its pins do not match the servers here);
+    # example.org is report-only with subdomains. A NUL must not select it.
+    "format": 1,
+    "hosts": {
+        "localhost": {"pins": [BOGUS, BOGUS2]},
+        "example.org": {"pins": [BOGUS, BOGUS2], "subdomains": True, "report_only": True},
+    },
+}
+
+BAD_NAMES = [
+    ("nul-then-report-only-parent", "localhost\x00.example.org"),
+    ("nul-at-end", "localhost\x00"),
+    ("crlf", "localhost\r\n.example.org"),
+    ("tab", "local\thost.example.org"),
+    ("del", "localhost\x7f.example.org"),
+    ("kelvin-sign", "\u212aey.example.org"),  # CPython lowercases it to 'k', MicroPython does not
+    ("label-64", "a" * 64 + ".example.org"),
+    ("name-254", ("a" * 62 + ".") * 3 + "b" * 53 + ".example.org"),
+    ("name-64001-dotted", "a." * 32000 + "example.org"),
+]
+
+
+@pytest.mark.parametrize("mode", ["check", "blocking", "connect", "deferred"])
+@pytest.mark.parametrize("name,host", BAD_NAMES, ids=[b[0] for b in BAD_NAMES])
+def test_unusable_host_names_are_refused_before_any_lookup(runtime, srv, pki, tmp_path, name, host, mode):
+    s = srv["rogue"]
+    before = s.handshakes
+    out = client(runtime, tmp_path, s.port, text=json.dumps(NUL_PINSET), host=host, mode=mode,
+                 leaf=pki.path("rogue.0.der"), proc_timeout=30)
+    assert_pin_refused(out, "is not a usable host name")
+    assert out["failures"] == [], out
+    assert s.handshakes == before, "an unusable name got as far as a handshake"
+    assert out["seconds"] < 20, out
+
+
+def test_host_names_at_the_limits_are_looked_up(runtime, srv, pki, tmp_path):
+    # 63-character labels and 253 characters (+ a trailing dot) are names:
+    # looked up, found under the subdomains entry, and its (bogus) pins refuse.
+    host = ("a" * 63 + ".") * 3 + "b" * 49 + ".example.org"
+    assert len(host) == 253
+    for h in (host, host + "."):
+        out = client(runtime, tmp_path, srv["rogue"].port, text=json.dumps(NUL_PINSET), host=h, mode="check",
+                     leaf=pki.path("rogue.0.der"))
+        assert_pin_refused(out, "no configured pin matched")
+
+
+@pytest.mark.parametrize("mode", ["blocking", "deferred", "deferred_read"])
+def test_ca_failure_is_the_same_pin_error_in_every_mode(runtime, srv, pki, tmp_path, mode):
+    # The pin matches (genuine server) but the chain does not validate against
+    # cadata (only the rogue root): a PinError with a tls_refused report, in
+    # deferred handshakes as in blocking ones (MicroPython's deferred path used
+    # to let mbedTLS's ValueError escape without calling on_failure).
+    s = fresh(srv, "genuine")
+    out = client(runtime, tmp_path, s.port, [pki.genuine.pin, BOGUS], mode=mode, cadata=[pki.path("rogue-root.der")])
+    assert_pin_refused(out, "TLS certificate validation failed")
+    assert [r["reason"] for r in out["failures"]] == ["tls_refused"], out
+    assert s.app_bytes == b""

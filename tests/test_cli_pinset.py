@@ -394,6 +394,28 @@ def test_lint_agrees_with_device_on_refusals(tmp_path):
         assert own, doc  # ... and lint's own rules say why, specifically
 
 
+@pytest.mark.parametrize("date", ["\uff12\uff10\uff12\uff17-\uff10\uff16-\uff13\uff10", "\u0662\u0660\u0662\u0667-06-30",
+                                  "2027-06-30\n"])
+def test_lint_and_flash_refuse_dates_a_device_refuses(capsys, tmp_path, date):
+    # Fullwidth or Arabic-Indic digits: CPython's isdigit/int/\d take them,
+    # MicroPython's do not, so a device refuses the file. Lint and flash must
+    # say so instead of calling it clean (issue 9, item 5).
+    from certpin_host.cmd_flash import check_pinset
+    from certpin_host.errors import UserError
+
+    doc = good()
+    doc["expires"] = date
+    with pytest.raises(certpin.PinsetError, match="expires"):
+        certpin.loads(json.dumps(doc))
+    r, findings = lint_text(capsys, tmp_path, doc)
+    assert r.status == 1
+    assert has(findings, "error", "ASCII digits"), findings
+    path = tmp_path / "fw.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(UserError, match="device would refuse"):
+        check_pinset(str(path), force=True, log=lambda m: None)
+
+
 def test_lint_api_for_flash(tmp_path):
     path = tmp_path / "p.json"
     path.write_text(json.dumps(good()))

@@ -88,6 +88,22 @@ def cases():
         ("raw-tab-in-string", full.replace(b"localhost", b"local\thost"), False),
         ("two-documents", full + full, False),
         ("garbage-after", full + b"x", False),
+        # \u without four hex digits: MicroPython's json eats the next four
+        # characters (a closing quote included) and can hand back non-str host
+        # keys (sorted() then raised TypeError); issue 9, item 4.
+        ("u-escape-no-digits", full.replace(b"localhost", b"localhost\\u"), False),
+        ("u-escape-two-digits", full.replace(b"localhost", b"localhost\\u12"), False),
+        ("u-escape-non-hex", full.replace(b"localhost", b"localhost\\u12g4"), False),
+        ("u-escape-none-key", b'{"format": 1, "hosts": {"\\u": "", "x": null, "b": ""}}', False),
+        ("u-escape-int-key", b'{"format": 1, "hosts": {"a\\u": "q", "": 1, "b": "q"}}', False),
+        ("u-escape-bool-key", b'{"format": 1, "hosts": {"b": "", "x": "\\u", "": true, "a\\u": ""}}', False),
+        ("u-escape-valid", full.replace(b'"localhost"', b'"\\u006cocalhost"'), True),
+        ("u-escape-nul-in-host", full.replace(b"localhost", b"local\\u0000host"), False),
+        # Digits of other scripts: CPython's isdigit()/int() take them, MicroPython's
+        # do not; the format says ASCII (issue 9, item 5).
+        ("fullwidth-date", full.replace(b"2027-06-30", "\uff12\uff10\uff12\uff17-\uff10\uff16-\uff13\uff10".encode()), False),
+        ("arabic-indic-date", full.replace(b"2027-06-30", "\u0662\u0660\u0662\u0667-06-30".encode()), False),
+        ("fullwidth-serial", full.replace(b'"serial": 12', '"serial": \uff11\uff12'.encode()), False),
         ("binary", os.urandom(4096), False),
         ("all-bytes", bytes(range(256)) * 4, False),
     ]

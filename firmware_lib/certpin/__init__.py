@@ -197,13 +197,17 @@ class Pinset:
 
     def __init__(self, n, b, t, serial, expires):
         self._n, self._b, self._t, self.serial, self.expires = n, b, t, serial, expires
+        m = 0
+        for h in n:
+            m = max(m, len(h))
+        self._m = m  # the longest name: a parent longer than this cannot match
 
     def hosts(self):
         return list(self._n)
 
     def pins(self, host):
-        """The pins of the entry covering ``host`` ([] when none does)."""
-        r = self._find(host)
+        """The pins of the entry covering ``host`` ([] when none does, or it is no host name)."""
+        r = -1 if _bad_name(host) else self._find(host)
         return [] if r < 0 else [self._text(r, j) for j in range(self._b[r + 1])]
 
     def _text(self, r, j):
@@ -237,16 +241,20 @@ class Pinset:
         # Offset of the record covering host, or -1. Exact and case-insensitive
         # with one trailing dot ignored; else the nearest parent entry with
         # subdomains (never a sibling such as xapi.example.com). IP literals
-        # match exactly.
-        if not isinstance(host, str):
-            return -1
+        # match exactly. A name the resolver or the TLS stack would read
+        # differently (a NUL cuts it short in C) is a PinError, not a lookup.
+        e = _bad_name(host)
+        if e:
+            raise PinError("%r is not a usable host name: %s" % (host[:80] if isinstance(host, str) else host, e))
         r = self._rec(host)  # the common case allocates nothing
         if r < 0:
             host = host.lower()
             if host[-1:] == ".":
                 host = host[:-1]
             r = self._rec(host)
-            i = -1 if r >= 0 or _ip(host) else host.find(".")
+            # Parents no longer than the longest entry, most specific first;
+            # each find() starts where the last stopped: linear in len(host).
+            i = -1 if r >= 0 or _ip(host) else host.find(".", max(0, len(host) - self._m - 1))
             while i >= 0:
                 r = self._rec(host[i + 1 :])
                 if r >= 0 and self._b[r] & 1:
@@ -256,8 +264,33 @@ class Pinset:
         return r
 
 
+def _bad_name(host):
+    # Why host cannot be looked up, or None: printable ASCII only (pinset
+    # names are ASCII; MicroPython and CPython lowercase other characters
+    # differently), at most 253 characters plus a trailing dot, labels of at
+    # most 63.
+    if not isinstance(host, str):
+        return "expected a str, not " + type(host).__name__
+    n = len(host)
+    if n == 0 or n > 254 or n == 254 and host[-1] != ".":
+        return "%d characters (1 to 253 allowed)" % n
+    k = 0
+    for c in host:
+        if c == ".":
+            k = 0
+        elif c < " " or c > "~":
+            return "control or non-ASCII character %r (write IDNs in their xn-- form)" % c
+        else:
+            k += 1
+            if k > 63:
+                return "a label longer than 63 characters"
+    return None
+
+
 def _ip(name):
-    return ":" in name or name.replace(".", "").isdigit()
+    # An IP literal: IPv6 (a colon) or only ASCII digits and dots.
+    d = name.replace(".", "")
+    return ":" in name or d != "" and not d.strip("0123456789")
 
 
 def _use(name, fn, *args):

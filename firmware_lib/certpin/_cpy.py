@@ -44,8 +44,9 @@ class SSLContext:
 
     def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None, session=None):
         # For asyncio: the same check when the memory-BIO handshake completes.
+        st = Conn(self, server_hostname)  # an unpinned or unusable name is refused first
         o = self._ctx.wrap_bio(incoming, outgoing, server_side, server_hostname, session)
-        o._certpin = Conn(self, server_hostname)
+        o._certpin = st
         return o
 
 
@@ -55,27 +56,65 @@ def _der_chain(s, verified):
             chain = s.get_verified_chain()  # 3.13+
         except AttributeError:
             chain = s._sslobj.get_verified_chain()
+        if not chain:  # e.g. a resumed session: nothing was validated in this handshake
+            return None
         return [c.public_bytes(ssl._ssl.ENCODING_DER) for c in chain]
     leaf = s.getpeercert(True)
     return [leaf] if leaf else []
 
 
+# The state of a connection's pin check, in obj._certpin: a Conn while the
+# handshake has not been checked, _CHECKED once the check passed, or the
+# exception that refused it. Nothing but _CHECKED lets a byte through, and a
+# refused connection stays refused: every later read or write raises again.
+_CHECKED = True
+
+
 def _handshake(obj, do_handshake, *args):
     st = obj._certpin
+    if st is _CHECKED:
+        return do_handshake(*args)  # checked already (a second call is harmless)
+    if not isinstance(st, Conn):
+        _refuse_again(st)
     try:
         do_handshake(*args)
-    except ssl.SSLCertVerificationError as e:
-        if st is not None:
-            obj._certpin = None
-            st.refused(ValueError(e.verify_message or str(e)))
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        raise  # non-blocking: the handshake is still in progress, not refused
+    except BaseException as e:
+        _refused(obj, e)
+        try:
+            if isinstance(e, ssl.SSLCertVerificationError):
+                st.refused(ValueError(e.verify_message or str(e)))
+        except BaseException as f:
+            _refused(obj, f)
+            raise
         raise
-    if st is not None:
-        obj._certpin = None
+    try:
         chain = _der_chain(obj, st.verified)
-        # Same order as mbedTLS's callback: top of the chain first, leaf last.
-        for depth in range(len(chain) - 1, -1, -1):
-            st.see(chain[depth], depth)
-        st.finish()
+        if chain is None:
+            st._fail("not_checked", "%s: the TLS stack gave no verified chain (a resumed session?): "
+                     "the pins cannot be checked" % st.host)
+        else:
+            # Same order as mbedTLS's callback: top of the chain first, leaf last.
+            for depth in range(len(chain) - 1, -1, -1):
+                st.see(chain[depth], depth)
+            st.finish()
+    except BaseException as e:  # a mismatch, an on_failure that raised, a bug: refused for good
+        _refused(obj, e)
+        raise
+    obj._certpin = _CHECKED
+
+
+def _refused(obj, e):
+    obj._certpin = e if isinstance(e, Error) else PinError("the pin check did not complete: %r" % (e,))
+    try:
+        obj.close()  # an SSLSocket; asyncio closes its transport on the SSLObject's error
+    except (AttributeError, OSError):
+        pass
+
+
+def _refuse_again(e):
+    raise PinError("this connection was refused and closed: %s" % (e.args[0] if e.args else e)) from None
 
 
 class _AsyncPinError(PinError, ssl.SSLError):
@@ -85,11 +124,11 @@ class _AsyncPinError(PinError, ssl.SSLError):
 
 class _Checked:
     # Mixed into SSLSocket and SSLObject: no byte is read or written before the
-    # handshake has completed and been checked.
-    _certpin = None
+    # handshake has completed and been checked, nor after a refusal.
+    _certpin = PinError("not made by certpin.SSLContext")  # fail closed by default
 
     def _checked(self):
-        if self._certpin is not None:
+        if self._certpin is not _CHECKED:
             self.do_handshake()
 
     def read(self, *a, **k):

@@ -6,30 +6,39 @@
 # protocol (ioctl) so select.poll and asyncio can wait on it.
 import io
 
+from certpin import PinError
+from certpin._tls import Conn
+
 
 class Deferred(io.IOBase):
+    # _st: the Conn while the handshake is unchecked, None once the check
+    # passed, or the exception that refused the connection. A refused
+    # connection is closed and stays refused: every later call raises again.
     def __init__(self, s, st):
         self._s, self._st, self._p = s, st, None
 
     def _io(self, f, *a):
         st = self._st
+        if st is None:
+            return f(*a)
+        if not isinstance(st, Conn):
+            raise PinError("this connection was refused and closed: %s" % (st.args[0] if st.args else st))
         try:
             r = f(*a)
-        except OSError as e:
-            if st is not None:
-                self._st = None
+            if r is None:  # non-blocking and the handshake is not done yet
+                return r
+            st.finish()  # before any byte reaches the caller
+        except BaseException as e:
+            self._st = e
+            self._s.close()
+            if isinstance(e, (OSError, ValueError)):  # mbedTLS refused: say why (a CA failure is a ValueError)
                 try:
                     st.refused(e)
-                finally:
-                    self._s.close()
+                except BaseException as e2:
+                    self._st = e2
+                    raise
             raise
-        if st is not None and r is not None:  # None: non-blocking, handshake not done
-            self._st = None
-            try:
-                st.finish()
-            except BaseException:
-                self._s.close()
-                raise
+        self._st = None
         return r
 
     def read(self, *a):

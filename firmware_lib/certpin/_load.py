@@ -10,6 +10,13 @@ from certpin import Pinset, PinsetError, _ip
 
 PREFIXES = ("sha256/", "cert-sha256/")  # kind 1: SPKI pin, kind 2: whole-certificate pin
 _NAME = "abcdefghijklmnopqrstuvwxyz0123456789.-_:"
+_HEX = "0123456789abcdefABCDEF"
+
+
+def _digits(s):
+    # ASCII digits only: CPython's isdigit() and int() also take other
+    # scripts' digits ("２０２７"), MicroPython's do not; both must agree.
+    return s != "" and not s.strip("0123456789")
 
 
 def _fail(field, msg, *a):
@@ -51,9 +58,18 @@ def _syntax(t):
             continue
         if c == '"':
             while i < n and t[i] != '"':
-                if t[i] < " " or t[i] == "\\" and (i + 1 >= n or t[i + 1] not in '"\\/bfnrtu'):
+                if t[i] < " ":
                     return i
-                i += 2 if t[i] == "\\" else 1
+                if t[i] == "\\":
+                    c = t[i + 1 : i + 2]
+                    if c == "u":  # exactly four hex digits, or MicroPython's json eats what follows
+                        if len(t[i + 2 : i + 6]) < 4 or t[i + 2 : i + 6].strip(_HEX):
+                            return i
+                        i += 4
+                    elif not c or c not in '"\\/bfnrt':
+                        return i
+                    i += 1
+                i += 1
             if i >= n or w not in (1, 2, 5, 6):
                 return j
             i += 1
@@ -77,7 +93,7 @@ def _syntax(t):
                 i += 1
             k = j + (c == "-")
             if w not in (1, 6) or t[j:i] not in ("true", "false", "null") and not (
-                t[k:i].isdigit() and (t[k] != "0" or i == k + 1)
+                _digits(t[k:i]) and (t[k] != "0" or i == k + 1)
             ):
                 return j
             w = 4
@@ -101,6 +117,15 @@ def loads(text):
         raise
     except Exception as e:  # not text, not UTF-8, ValueError, RecursionError, MemoryError
         _fail("pinset", "not valid UTF-8 JSON text (%s)", e.args[0] if e.args else type(e).__name__)
+    try:
+        return _validate(d)
+    except PinsetError:
+        raise
+    except Exception as e:  # a shape no rule foresaw: refused all the same, as a PinsetError
+        _fail("pinset", "cannot be read (%s: %s)", type(e).__name__, e)
+
+
+def _validate(d):
     _obj(d, ("format", "serial", "expires", "hosts"), "pinset")
     v = d.get("format")
     if v != 1 or type(v) is not int:
@@ -112,7 +137,7 @@ def loads(text):
     expires = None
     if v is not None:
         s = v if isinstance(v, str) and len(v) == 10 and v[4] + v[7] == "--" else "x"
-        if not (s[:4] + s[5:7] + s[8:]).isdigit():
+        if not _digits(s[:4] + s[5:7] + s[8:]):
             _fail("expires", "expected a date YYYY-MM-DD, found %r", v)
         y, m, n = int(s[:4]), int(s[5:7]), int(s[8:])
         feb = 29 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 28
@@ -122,6 +147,9 @@ def loads(text):
     hosts = d.get("hosts")
     if not isinstance(hosts, dict) or not hosts:
         _fail("hosts", "expected a JSON object of one or more host entries")
+    for name in hosts:
+        if not isinstance(name, str):  # JSON keys are; a lax parser's may not be (sorted() would raise)
+            _fail("hosts[%r]" % (name,), "not a host name")
     names = sorted(hosts)
     size = 0
     for name in names:
@@ -185,7 +213,7 @@ def load(path="/certpin.json"):
         with open(path, "rb") as f:
             data = f.read(65536)
         return loads(data)
-    except OSError as e:
+    except (OSError, ValueError, TypeError) as e:  # ValueError/TypeError: a path open() cannot take
         raise PinsetError("%s: cannot read the pinset file (%s)" % (path, e))
     except PinsetError as e:
         raise PinsetError("%s: %s" % (path, e.args[0]))

@@ -33,10 +33,10 @@ class Conn:
     # from __init__, finish() and refused(), outside the handshake.
     def __init__(self, ctx, host):
         ps = ctx.pinset
-        r = ps._find(host)
+        if not host:
+            raise PinError("server_hostname is required: pins are looked up by it")
+        r = ps._find(host)  # a PinError for a name the stack would read differently
         if r < 0:
-            if not host:
-                raise PinError("server_hostname is required: pins are looked up by it")
             raise PinError(_use("_report", "unknown", ps, host))
         self.ps, self.r, self.host, self.on_failure = ps, r, host, ctx.on_failure
         self.verified = bool(ctx.cadata)

@@ -61,7 +61,7 @@ def split_hostport(text, default_port=DEFAULT_PORT):
         if port == "":
             raise ValueError("%r: empty port" % text)
         return host, default_port
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("%r: port must be a number from 1 to 65535" % text)
     return host, int(port)
 

@@ -82,8 +82,10 @@ def is_public_suffix(host):
 
 def parse_date(text):
     """'YYYY-MM-DD' -> date, else ValueError."""
-    if not isinstance(text, str) or not re.match(r"^\d{4}-\d{2}-\d{2}$", text):
-        raise ValueError("%r is not a date in the form YYYY-MM-DD" % (text,))
+    # [0-9], not \d: \d and int() also take other scripts' digits ("２０２７"),
+    # which a device's MicroPython refuses. Lint must not pass what a device refuses.
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        raise ValueError("%r is not a date in the form YYYY-MM-DD (ASCII digits)" % (text,))
     return datetime.date(int(text[:4]), int(text[5:7]), int(text[8:10]))
 
 

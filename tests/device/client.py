@@ -3,10 +3,15 @@
 #
 # CONFIG: {"pinset": path | "pinset_text": str, "host": name (SNI and pinset
 # key), "addr": "127.0.0.1", "port": N, "cadata": [DER paths] | null,
-# "mode": "blocking" | "deferred" | "deferred_write" | "asyncio" | "connect",
+# "mode": "blocking" | "deferred" | "deferred_read" | "asyncio" | "connect" |
+# "check" (certpin.check() of the DER file "leaf", no network) |
+# "retry" (deferred: write, and after a refusal write and read again on the
+# same socket; "again" in the result says what the second attempt did),
 # "fake_date": [Y, M, D] (optional: pretend today's date), "timeout": socket
-# timeout in seconds (default 10)}. A failure that is not a certpin.Error
-# reports "oserror": whether it is an OSError (network/TLS refusal).
+# timeout in seconds (default 10), "on_failure_raises": true (the callback
+# records, then raises RuntimeError, as a buggy application's would)}.
+# A failure that is not a certpin.Error reports "oserror": whether it is an
+# OSError (network/TLS refusal).
 import json
 import sys
 
@@ -14,6 +19,13 @@ import certpin
 
 cfg = json.load(open(sys.argv[1]))
 failures = []
+again = None
+
+
+def on_failure(rec):
+    failures.append(rec)
+    if cfg.get("on_failure_raises"):
+        raise RuntimeError("the application's on_failure raised")
 
 if cfg.get("fake_date"):
     import certpin._tls
@@ -46,6 +58,8 @@ def run():
         cadata = [open(p, "rb").read() for p in cfg["cadata"]]
     mode = cfg.get("mode", "blocking")
     host, port = cfg["host"], cfg["port"]
+    if mode == "check":
+        return certpin.check(ps, host, [open(cfg["leaf"], "rb").read()], verified=bool(cadata))
     if mode == "connect":
         s = certpin.connect(host, port, pinset=ps, cadata=cadata, timeout=10)
         try:
@@ -56,7 +70,7 @@ def run():
         import asyncio
 
         async def go():
-            ctx = certpin.SSLContext(ps, cadata, on_failure=failures.append)
+            ctx = certpin.SSLContext(ps, cadata, on_failure=on_failure)
             r, w = await asyncio.open_connection(cfg.get("addr", "127.0.0.1"), port, ssl=ctx, server_hostname=host)
             try:
                 w.write(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
@@ -73,7 +87,7 @@ def run():
         return asyncio.run(go())
     import socket
 
-    ctx = certpin.SSLContext(ps, cadata, on_failure=failures.append)
+    ctx = certpin.SSLContext(ps, cadata, on_failure=on_failure)
     ai = socket.getaddrinfo(cfg.get("addr", "127.0.0.1"), port, 0, socket.SOCK_STREAM)[0]
     raw = socket.socket(ai[0], socket.SOCK_STREAM)
     raw.connect(ai[-1])
@@ -87,6 +101,18 @@ def run():
         if mode == "deferred_read":
             # Read first: nothing from an unmatched peer may come back.
             return s.read(16) or b""
+        if mode == "retry":
+            try:
+                return request(s)
+            except Exception as e:
+                first = e
+            global again
+            try:  # the same socket again: it must stay refused
+                s.write(b"GET /again HTTP/1.0\r\n\r\n")
+                again = {"ok": True, "reply": repr(s.read(64))}
+            except Exception as e:
+                again = {"ok": False, "type": type(e).__name__, "message": str(e)[:300]}
+            raise first
         return request(s)
     finally:
         raw.close()
@@ -100,5 +126,6 @@ except certpin.Error as e:
 except Exception as e:
     out = {"ok": False, "type": type(e).__name__, "message": str(e), "oserror": isinstance(e, OSError)}
 out["failures"] = failures
+out["again"] = again
 out["runtime"] = sys.implementation.name
 print(json.dumps(out))
