@@ -15,7 +15,7 @@ class Deferred(io.IOBase):
         st = self._st
         try:
             r = f(*a)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # mbedTLS reports a CA failure as ValueError
             if st is not None:
                 self._st = None
                 try:
