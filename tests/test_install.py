@@ -14,7 +14,7 @@ import os
 import pytest
 
 from conftest import Runtime
-from support.scenario import pinset_text, run_install_client
+from support.scenario import fresh, pinset_text, run_install_client
 from support.servers import HTTPSServer
 
 BACKUP = "sha256/" + "A" * 43 + "="
@@ -45,13 +45,6 @@ def servers(pki):
     yield started
     for s in started.values():
         s.stop()
-
-
-def fresh(servers, name):
-    s = servers[name]
-    s.received.clear()
-    s.paths.clear()
-    return s
 
 
 @pytest.fixture

@@ -38,9 +38,12 @@ def run_client(runtime, tmp_path, port, pins=None, text=None, host="localhost", 
 
 
 def fresh(servers, name):
-    """servers[name] with its record of received application bytes cleared."""
+    """servers[name] with its record of received application bytes (and of
+    requested paths, for an HTTPSServer) cleared."""
     s = servers[name]
     s.received.clear()
+    if hasattr(s, "paths"):
+        s.paths.clear()
     return s
 
 
