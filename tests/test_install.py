@@ -10,6 +10,7 @@ umqtt.simple) is in test_install_mqtt.py.
 import hashlib
 import json
 import os
+import socket
 
 import pytest
 
@@ -63,6 +64,12 @@ def refused(out, *fragments):
     assert out["ok"] is False and out["type"] == "PinError", out
     for f in fragments:
         assert f in out["message"], (f, out["message"])
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def url(server, host="localhost", path="/"):
@@ -288,17 +295,23 @@ def test_no_server_hostname_is_refused(client, servers):
 def test_server_side_passes_through(client, pki):
     # An asyncio TLS server on the device (ssl.SSLContext(PROTOCOL_TLS_SERVER))
     # keeps working under install(); the device's client to it is pinned.
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = [pki.path("genuine.0.der"), pki.path("genuine.key.der")]
     out = client(mode="asyncio_server", host="localhost", port=port, server=server)
     assert out["ok"] and "hello from the micropython server, you sent GET / HTTP/1.0" in out["reply"], out
     out = client(mode="asyncio_server", host="localhost", port=port, server=server,
               pins=[pki.rotated.pin, BACKUP])
     refused(out, "no configured pin matched", pki.genuine.pin)
+
+
+def test_ussl_server_side_passes_through(client, pki):
+    # The module-level ussl.wrap_socket(server_side=True, cert=, key=) of old
+    # libraries, served on a thread; the client on the same device is pinned.
+    port = free_port()
+    server = [pki.path("genuine.0.der"), pki.path("genuine.key.der")]
+    out = client(mode="ussl_server", host="localhost", port=port, server=server)
+    assert out["ok"] and "hello from the ussl server" in out["reply"], out
+    assert out["served"] == ["GET / HTTP/1.0\r\n"], out
 
 
 def test_client_certificate_is_still_presented(client, pki):

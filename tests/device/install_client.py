@@ -122,6 +122,47 @@ def asyncio_server():
     return asyncio.run(go())
 
 
+def ussl_server():
+    # ussl.wrap_socket(server_side=True, ...) on a thread (the old libraries'
+    # server call passes through untouched), and a pinned client to it.
+    import socket
+    import time
+
+    import _thread
+    import ussl
+
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(socket.getaddrinfo("127.0.0.1", cfg["port"])[0][-1])
+    ls.listen(1)
+    served = []
+
+    def serve():
+        c, _ = ls.accept()
+        try:
+            s = ussl.wrap_socket(c, server_side=True, cert=read_file(cfg["server"][0]), key=read_file(cfg["server"][1]))
+            served.append(s.readline())
+            s.write(b"HTTP/1.0 200 OK\r\n\r\nhello from the ussl server\n")
+            s.close()
+        except Exception as e:
+            served.append(repr(e).encode())
+            c.close()
+
+    _thread.start_new_thread(serve, ())
+    try:
+        import tls
+
+        c = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+        return request(c.wrap_socket(connected_socket(), server_hostname=cfg["host"]))
+    finally:
+        for _ in range(100):
+            if served:
+                break
+            time.sleep_ms(20)
+        out["served"] = [x.decode() for x in served]
+        ls.close()
+
+
 def mqtt():
     from umqtt.simple import MQTTClient
 
@@ -159,6 +200,8 @@ def run():
         return asyncio_server()
     if mode == "mqtt":
         return mqtt()
+    if mode == "ussl_server":
+        return ussl_server()
     if mode == "tls":  # what requests does: its own context, CERT_NONE
         import tls
 
