@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: $(STAMP)  ## run the whole test suite (CPython and the MicroPython unix port)
+	@.ci/install-mosquitto
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## speed and memory figures of the device library on the unix port
@@ -45,11 +46,11 @@ soak: $(STAMP)  ## 1,000 pinned handshakes in one unix-port process, heap drift
 demo: $(STAMP)  ## the whole job on a virtual board: pins, backup key, pinset, verify, flash, genuine vs attacker
 	$(PY) boards/UNIX/demo.py
 
-flash: $(STAMP)  ## flash PINSET and the library onto a real board: make flash BOARD=ESP32_GENERIC PORT=/dev/ttyUSB0 PINSET=pins.json
+flash: $(STAMP)  ## flash PINSET, the library and the board's boot.py/main.py onto a real board: make flash BOARD=ESP32_GENERIC PORT=/dev/ttyUSB0 PINSET=pins.json
 	@test -n "$(PORT)" || { echo "set PORT=/dev/ttyUSB0 (or COM3, /dev/ttyACM0, ...)" >&2; exit 2; }
 	@test -f boards/$(BOARD)/main.py || { echo "no boards/$(BOARD)/main.py: BOARD=ESP32_GENERIC, RPI_PICO_W or UNIX" >&2; exit 2; }
 	$(VENV)/bin/certpin flash $(PINSET) --port $(PORT) --tool $(TOOL) --lib
-	$(if $(filter ampy,$(TOOL)),$(VENV)/bin/ampy --port $(PORT) put boards/$(BOARD)/main.py /main.py,$(PY) -m mpremote connect $(PORT) resume fs cp boards/$(BOARD)/main.py :main.py)
+	$(if $(filter ampy,$(TOOL)),$(VENV)/bin/ampy --port $(PORT) put boards/$(BOARD)/boot.py /boot.py && $(VENV)/bin/ampy --port $(PORT) put boards/$(BOARD)/main.py /main.py,$(PY) -m mpremote connect $(PORT) resume fs cp boards/$(BOARD)/boot.py :boot.py + fs cp boards/$(BOARD)/main.py :main.py)
 	@echo "done. Copy the example's settings too (boards/$(BOARD)/README.md), then reset the board to start main.py"
 
 clean:  ## remove the virtualenv and build litter

@@ -91,6 +91,8 @@ def main():
         ("RAM retained with the TLS layer loaded too", r["import_ram_with_tls"], None, "B"),
         (".mpy size, device modules (all but _cpy)", mpy_device, 6144, "B"),
         (".mpy size, every module", mpy_total, None, "B"),
+        ("RAM retained by certpin.install() (TLS layer and pinset already loaded)", r["install_ram"], 4096, "B"),
+        ("certpin.install() time, %d modules loaded (walk of sys.modules)" % r["install_modules"], r["install_us"], None, "us"),
         ("RAM per pin, %d-host pinset (%d pins, %d B)" % (r["pinset_hosts"], r["pinset_pins"], r["pinset_ram"]), round(r["ram_per_pin"], 1), 128, "B"),
     ]
     print("certpin bench on", ver)

@@ -91,3 +91,58 @@ def test_example_without_secrets_says_what_is_missing(vboard, tmp_path):
     flash.flash(b.port, None, lib=True, log=lambda m: None)  # the library only
     out = b.run(open(os.path.join(ROOT, "boards", "ESP32_GENERIC", "main.py")).read(), tmp_path)
     assert "NO SETTINGS: /secrets.json" in out and "Traceback" not in out
+
+
+REQUESTS_SCRIPT = """\
+import certpin, requests
+for port in (%d, %d):
+    try:
+        r = requests.get("https://localhost:%%d/" %% port)
+        print("GOT", r.status_code, r.text.strip())
+    except certpin.Error as e:
+        print("REFUSED", type(e).__name__, e.args[0].splitlines()[0])
+"""
+
+
+@pytest.mark.parametrize("board", ["ESP32_GENERIC", "RPI_PICO_W", "UNIX"])
+def test_boot_py_pins_the_application(vboard, tmp_path, pki, board):
+    # The board's boot.py, then the application in the same interpreter (as
+    # a board runs boot.py and main.py): requests, which sets CERT_NONE
+    # itself, is pinned; the UNIX example (certpin.connect) keeps working.
+    from support.servers import HTTPSServer
+
+    b = vboard()
+    pins = make_pinset(tmp_path / "pins.json", {"localhost": [pki.genuine.pin, pki.rotated.pin]})
+    assert b.flash(pins, "--lib").returncode == 0
+    boot = os.path.join(ROOT, "boards", board, "boot.py")
+    with HTTPSServer(*pki.genuine.write(pki.dir), files={"/": b"hello from genuine\n"}) as genuine, \
+            HTTPSServer(*pki.rogue_leaf.write(pki.dir), files={"/": b"hello from rogue\n"}) as rogue:
+        assert b.run(open(boot).read(), tmp_path).strip() == ""
+        out = b.run(REQUESTS_SCRIPT % (genuine.port, rogue.port), tmp_path)
+        assert "GOT 200 hello from genuine" in out, out
+        assert "REFUSED PinError localhost: no configured pin matched" in out, out
+        assert rogue.received == [] and "hello from rogue" not in out
+        if board == "UNIX":
+            with open(os.path.join(b.root, "app.json"), "w") as f:
+                json.dump({"host": "localhost", "port": genuine.port, "attempts": 1}, f)
+            out = b.run(open(os.path.join(ROOT, "boards", "UNIX", "main.py")).read(), tmp_path)
+            assert "PINNED OK localhost" in out, out
+
+
+def test_boot_py_without_a_pinset_leaves_every_connection_refused(vboard, tmp_path, pki):
+    # On a board main.py runs even when boot.py raised: the application must
+    # not then connect unpinned.
+    from certpin_host import flash
+    from support.servers import HTTPSServer
+
+    b = vboard()
+    flash.flash(b.port, None, lib=True, log=lambda m: None)  # the library only, no /certpin.json
+    boot = os.path.join(ROOT, "boards", "ESP32_GENERIC", "boot.py")
+    with HTTPSServer(*pki.rogue_leaf.write(pki.dir), files={"/": b"hello from rogue\n"}) as rogue:
+        path = tmp_path / "boot.py"
+        path.write_text(open(boot).read())
+        p = b.mpremote("resume", "run", str(path), check=False)
+        assert "PinsetError" in p.stdout + p.stderr and "/certpin.json" in p.stdout + p.stderr, p
+        out = b.run(REQUESTS_SCRIPT % (rogue.port, rogue.port), tmp_path)
+        assert "REFUSED PinsetError certpin.install() failed, so every TLS client connection is refused" in out, out
+        assert rogue.tcp_bytes == 0 and rogue.received == []

@@ -73,6 +73,16 @@ def test_board_folder_has_example_readme_and_a_compilable_main(board):
             assert "firmware_lib/manifest.py" in f.read()
 
 
+@pytest.mark.parametrize("board", BOARDS)
+def test_board_boot_py_installs_the_pins(board):
+    # "one line in boot.py pins the whole application" (docs/install.md)
+    with open(os.path.join(ROOT, "boards", board, "boot.py")) as f:
+        src = f.read()
+    compile(src, "boot.py", "exec")
+    code = [l for l in src.splitlines() if l.strip() and not l.startswith("#")]
+    assert code == ["import certpin", "certpin.install()"], code
+
+
 def test_mip_install_from_a_checkout_gives_an_importable_library(vboard, tmp_path):
     b = vboard()
     p = b.mpremote("mip", "install", os.path.join(LIB, "package.json"), timeout=120)

@@ -6,6 +6,9 @@
 #                                        (loaded on first use)
 #   SSLContext(pinset, cadata, on_failure), connect(host, port, ...)
 #                                        pinned TLS (loaded on first use)
+#   install(pinset, cadata, others), uninstall()
+#                                        every TLS client connection of the
+#                                        application pinned (MicroPython; on use)
 #
 # Every refusal is a certpin.Error: PinError (the peer did not match, or its
 # pins could not be checked) or PinsetError (the pinset is unusable).
@@ -15,7 +18,9 @@
 # because on a device each module costs RAM of its own (measured on the unix
 # port: `import certpin` took 8.3 KB as three modules, 7.5 KB as one). Rarely needed code lives in modules imported on first use: _load
 # (validation, dropped after use on a device), _check (check()), _tls
-# (pinned TLS), _deferred, _report (failure text), _cpy (CPython TLS).
+# (pinned TLS), _deferred, _report (failure text), _cpy (CPython TLS),
+# _install (install(): the stand-in for the tls module), _patch (install()'s
+# work, dropped after use on a device).
 __version__ = "0.1.0"
 
 import hashlib
@@ -345,6 +350,8 @@ def __getattr__(name):
         m = "certpin._check"
     elif name in ("SSLContext", "connect"):
         m = "certpin._cpy" if sys.implementation.name == "cpython" else "certpin._tls"
+    elif name == "install" or name == "uninstall":  # (a tuple here cost 128 B of RAM, measured)
+        m = "certpin._install"
     else:
         raise AttributeError(name)
     __import__(m)

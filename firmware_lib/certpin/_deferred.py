@@ -7,12 +7,12 @@
 import io
 
 from certpin import PinError
-from certpin._tls import Conn
 
 
 class Deferred(io.IOBase):
-    # _st: the Conn while the handshake is unchecked, None once the check
-    # passed, or the exception that refused the connection. A refused
+    # _st: the check (a Conn, or install()'s CA-only check) while the
+    # handshake is unchecked, None once the check passed, or the exception
+    # that refused the connection. A refused
     # connection is closed and stays refused: every later call raises again.
     def __init__(self, s, st):
         self._s, self._st, self._p = s, st, None
@@ -21,7 +21,7 @@ class Deferred(io.IOBase):
         st = self._st
         if st is None:
             return f(*a)
-        if not isinstance(st, Conn):
+        if isinstance(st, BaseException):
             raise PinError("this connection was refused and closed: %s" % (st.args[0] if st.args else st))
         try:
             r = f(*a)

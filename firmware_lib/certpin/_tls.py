@@ -135,6 +135,8 @@ class SSLContext:
     enforced, message).
     """
 
+    _cert = None  # (cert, key) to present (mutual TLS): set by certpin.install()
+
     def __init__(self, pinset, cadata=None, on_failure=None):
         self.pinset, self.cadata, self.on_failure = context_args(pinset, cadata, on_failure)
         if not hasattr(tls, "SSLContext"):
@@ -150,6 +152,8 @@ class SSLContext:
                 c.load_verify_locations(der)
             except ValueError:
                 raise Error("cadata: a certificate this firmware cannot load (DER expected)")
+        if self._cert:
+            c.load_cert_chain(*self._cert)
         # CERT_NONE would skip the callback; CERT_OPTIONAL runs it and ignores
         # chain errors, which is why Conn then lets only the leaf match.
         c.verify_mode = tls.CERT_REQUIRED if self.cadata else tls.CERT_OPTIONAL

@@ -50,13 +50,17 @@ class Leaf:
         return spki_pin(self.der)
 
     def write(self, directory):
-        """Write <name>.chain.pem / <name>.key.pem; returns (chain_path, key_path)."""
+        """Write <name>.chain.pem / <name>.key.pem (and <name>.key.der, <name>.<i>.der);
+        returns (chain_path, key_path)."""
         chain = os.path.join(directory, self.name + ".chain.pem")
         key = os.path.join(directory, self.name + ".key.pem")
         with open(chain, "wb") as f:
             f.write(b"".join(self.chain_pems))
         with open(key, "wb") as f:
             f.write(self.key_pem)
+        with open(os.path.join(directory, self.name + ".key.der"), "wb") as f:  # MicroPython loads DER keys only
+            f.write(serialization.load_pem_private_key(self.key_pem, None).private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
         for i, der in enumerate(self.chain_ders):
             with open(os.path.join(directory, "%s.%d.der" % (self.name, i)), "wb") as f:
                 f.write(der)

@@ -38,7 +38,32 @@ def run_client(runtime, tmp_path, port, pins=None, text=None, host="localhost", 
 
 
 def fresh(servers, name):
-    """servers[name] with its record of received application bytes cleared."""
+    """servers[name] with its record of received application bytes (and of
+    requested paths, for an HTTPSServer) cleared."""
     s = servers[name]
     s.received.clear()
+    if hasattr(s, "paths"):
+        s.paths.clear()
     return s
+
+
+def run_install_client(runtime, tmp_path, cfg, name="cfg", extra_path=()):
+    """Run tests/device/install_client.py (certpin.install() scenarios) with
+    ``cfg``; ``extra_path``: more module directories (MICROPYPATH/PYTHONPATH)."""
+    import subprocess
+
+    path = os.path.join(str(tmp_path), name + ".json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    env = runtime.env()
+    key = "MICROPYPATH" if runtime.name == "micropython" else "PYTHONPATH"
+    sep = ":" if runtime.name == "micropython" else os.pathsep
+    env[key] = sep.join(list(extra_path) + [env[key]])
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "device", "install_client.py")
+    p = subprocess.run(runtime.command() + [script, path], env=env, capture_output=True, text=True, timeout=60)
+    lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+    assert lines, "no result from %s: rc=%s\nstdout=%s\nstderr=%s" % (runtime, p.returncode, p.stdout, p.stderr)
+    out = json.loads(lines[-1])
+    assert out["runtime"] == runtime.name
+    out["stdout"] = p.stdout
+    return out

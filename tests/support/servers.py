@@ -112,3 +112,49 @@ class TLSServer(Listener):
                 conn.close()
             except OSError:
                 pass
+
+
+class HTTPSServer(TLSServer):
+    """An HTTPS file server: ``files`` maps a request path to the body served
+    (404 otherwise). It reads the whole request head before answering, as
+    clients that write their headers one by one (micropython-lib's requests)
+    need. ``tcp_bytes`` counts connections on which the client sent anything
+    at all (a ClientHello included); ``paths`` lists the paths requested."""
+
+    def __init__(self, chain_path, key_path, files=None, **kw):
+        super().__init__(chain_path, key_path, **kw)
+        self.files = dict(files or {})
+        self.paths = []
+        self.connections = 0
+        self.tcp_bytes = 0
+
+    def _handle(self, conn):
+        conn.settimeout(10)
+        self.connections += 1
+        try:
+            if conn.recv(1, socket.MSG_PEEK):
+                self.tcp_bytes += 1
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                self.handshakes += 1
+                data = b""
+                while b"\r\n\r\n" not in data and len(data) < 65536:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.received.append(data)
+                if not data:
+                    return
+                path = data.split(b" ", 2)[1].decode() if data.count(b" ") >= 2 else ""
+                self.paths.append(path)
+                body = self.files.get(path)
+                head = "HTTP/1.0 %s\r\nContent-Length: %d\r\n\r\n" % (
+                    "200 OK" if body is not None else "404 Not Found", len(body or b""))
+                tls.sendall(head.encode() + (body or b""))
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass

@@ -1,0 +1,113 @@
+# Runs on the MicroPython unix port (library from .mpy): what an application
+# pays for certpin. argv: CONFIG.json {"port": genuine TLS server on 127.0.0.1,
+# "pinset_text": a 1-host pinset for localhost, "cadata": DER path | null}.
+# Prints one JSON line:
+#   retained_import   heap in use after `import certpin` (gc.collect())
+#   retained_loaded   ... and a 1-host pinset loaded
+#   retained_first    ... and the first pinned connection made and closed
+#   alloc_plain       heap allocated by one plain tls connection (gc disabled)
+#   alloc_pinned      heap allocated by one pinned connection (gc disabled)
+#   us_plain, us_pinned, us_plain_ca, us_pinned_ca   best connection times
+import gc
+import json
+import socket
+import sys
+import time
+
+cfg = json.load(open(sys.argv[1]))
+ADDR = socket.getaddrinfo("127.0.0.1", cfg["port"])[0][-1]
+CADATA = open(cfg["cadata"], "rb").read() if cfg.get("cadata") else None
+
+
+def scrub(n):
+    # Overwrite stale stack slots: the GC scans the C stack conservatively.
+    a = [0] * 32
+    return scrub(n - 1) if n else len(a)
+
+
+def in_use():
+    scrub(30)
+    gc.collect()
+    gc.collect()
+    return gc.mem_alloc()
+
+
+base = in_use()
+import certpin  # noqa: E402
+
+out = {"retained_import": in_use() - base}
+ps = certpin.loads(cfg["pinset_text"])
+out["retained_loaded"] = in_use() - base
+
+
+def plain(cadata=None):
+    import tls
+
+    c = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+    if cadata:
+        c.load_verify_locations(cadata)
+        c.verify_mode = tls.CERT_REQUIRED
+    else:
+        c.verify_mode = tls.CERT_NONE
+    s = socket.socket()
+    try:
+        s.connect(ADDR)
+        t = c.wrap_socket(s, server_hostname="localhost")
+        t.close()
+    finally:
+        s.close()
+
+
+def pinned(cadata=None):
+    ctx = certpin.SSLContext(ps, cadata)
+    s = socket.socket()
+    try:
+        s.connect(ADDR)
+        t = ctx.wrap_socket(s, server_hostname="localhost")
+        t.close()
+    finally:
+        s.close()
+
+
+pinned()
+out["retained_first"] = in_use() - base
+
+
+def alloc(f):
+    f()
+    f()  # warm-up: first calls intern names and fill caches
+    scrub(30)
+    gc.collect()
+    gc.disable()
+    m = gc.mem_alloc()
+    f()
+    r = gc.mem_alloc() - m
+    gc.enable()
+    return r
+
+
+out["alloc_plain"] = alloc(plain)
+out["alloc_pinned"] = alloc(pinned)
+
+
+def best_us(f, *a):
+    best = None
+    for _ in range(cfg.get("runs", 15)):
+        t = time.ticks_us()
+        f(*a)
+        us = time.ticks_diff(time.ticks_us(), t)
+        best = us if best is None or us < best else best
+    return best
+
+
+# Interleaved so that load on the machine hits both alike.
+for k in ("us_plain", "us_pinned", "us_plain_ca", "us_pinned_ca"):
+    out[k] = None
+for _ in range(3):
+    for k, f, ca in (("us_plain", plain, None), ("us_pinned", pinned, None),
+                     ("us_plain_ca", plain, CADATA), ("us_pinned_ca", pinned, CADATA)):
+        if ca is None and k.endswith("_ca"):
+            continue
+        us = best_us(f, ca)
+        out[k] = us if out[k] is None or us < out[k] else out[k]
+print(json.dumps(out))

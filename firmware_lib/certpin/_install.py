@@ -1,0 +1,180 @@
+# certpin.install(): every TLS client connection of the application pinned,
+# through the libraries it already uses (requests, mip, asyncio, MQTT clients).
+#
+# This module is also what install() puts where those libraries find the
+# firmware's TLS module: sys.modules["tls"] ("ssl" on v1.22, whose C module
+# has that name) and sys.modules["ussl"] (old libraries such as umqtt.simple
+# 1.3.4 import it; v1.23+ firmware has none). Its SSLContext gives each client
+# connection to certpin's pinned SSLContext whatever verify_mode the library
+# set (requests sets CERT_NONE); hosts outside the pinset are refused or, with
+# others="ca", CA-validated. Server contexts are the firmware's own, untouched.
+#
+# What stays resident is only this stand-in and the policy; install() and
+# uninstall() do their work in _patch.py, loaded for the call and dropped on a
+# device (measured: `make bench`).
+import sys
+
+import certpin._tls
+from certpin import Error, PinError, _use
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    const = lambda x: x  # noqa: E731
+
+# Refusals, by number: their text is in _report.py, loaded only on failure
+# (each message kept here would be resident for as long as install() is).
+_DTLS = const(0)
+_CALLBACK = const(1)
+_SERVER_SIDE = const(2)
+_GONE = const(3)
+_FAILED = const(4)
+_NO_HOST = const(5)
+_UNPINNED = const(6)
+_CA_FAILED = const(7)
+
+_tls = sys.modules["certpin._tls"]  # binds the firmware's module first: certpin's own connections keep it
+
+_policy = None  # (pinset, cadata, others) | the exception install() failed with | None
+_saved = None  # while installed: [(sys.modules key, previous entry or None)]
+
+
+class SSLContext:
+    # Servers get the firmware's context (passes through untouched); TLS
+    # clients get this pinned one; anything else (a DTLS client) is refused.
+    def __new__(cls, protocol):
+        t = _tls.tls
+        if protocol == t.PROTOCOL_TLS_CLIENT:
+            return object.__new__(cls)
+        if protocol == t.PROTOCOL_TLS_SERVER or protocol == getattr(t, "PROTOCOL_DTLS_SERVER", None):
+            return t.SSLContext(protocol)
+        raise Error(_why(_DTLS, protocol))
+
+    def __init__(self, protocol):
+        self.verify_mode = _tls.tls.CERT_REQUIRED  # kept for callers that read it; never used
+        self._cert = None
+
+    def load_cert_chain(self, certfile, keyfile):
+        self._cert = (certfile, keyfile)  # a client certificate (mutual TLS) is still sent
+
+    def load_verify_locations(self, *a, **k):
+        pass  # the pinset and install()'s cadata decide, not the library's CAs
+
+    @property
+    def verify_callback(self):
+        return None
+
+    @verify_callback.setter
+    def verify_callback(self, f):
+        if f is not None:
+            raise Error(_why(_CALLBACK))
+
+    def wrap_socket(self, sock, server_side=False, do_handshake_on_connect=True, server_hostname=None):
+        try:
+            if server_side:  # mbedTLS would run a client handshake without pins
+                raise Error(_why(_SERVER_SIDE))
+            return _client(self._cert, sock, server_hostname, do_handshake_on_connect)
+        except Error:
+            sock.close()  # a refused socket is never used again (requests closes only on OSError)
+            raise
+
+
+def wrap_socket(sock, server_side=False, key=None, cert=None, cert_reqs=None, cadata=None, server_hostname=None, do_handshake=True):
+    # The module-level ssl.wrap_socket of old libraries (umqtt.simple 1.3.4).
+    t = _tls.tls
+    c = SSLContext(t.PROTOCOL_TLS_SERVER if server_side else t.PROTOCOL_TLS_CLIENT)
+    if key or cert:
+        c.load_cert_chain(cert, key)
+    if server_side:
+        if cadata:
+            c.load_verify_locations(cadata)
+        c.verify_mode = t.CERT_NONE if cert_reqs is None else cert_reqs
+    return c.wrap_socket(sock, server_side=server_side, do_handshake_on_connect=do_handshake, server_hostname=server_hostname)
+
+
+class _CA:
+    # What certpin's Deferred needs of a connection to a host outside the
+    # pinset (others="ca"): CA refusals become PinError, like pinned ones.
+    def __init__(self, host):
+        self.host = host
+
+    def finish(self):
+        pass
+
+    def refused(self, e):
+        if isinstance(e, ValueError) or "X509" in str(e):
+            raise PinError(_why(_CA_FAILED, self.host, e))
+
+
+def _client(cert, sock, host, hs):
+    p = _policy
+    if type(p) is not tuple:
+        if p is None:
+            raise Error(_why(_GONE))
+        raise (type(p) if isinstance(p, Error) else Error)(_why(_FAILED, p))
+    ps, cadata, others = p
+    if not isinstance(host, str) or not host:
+        raise PinError(_why(_NO_HOST))
+    if ps._find(host) >= 0:  # a PinError for a name mbedTLS or getaddrinfo would read differently (a NUL)
+        c = _tls.SSLContext(ps, cadata)
+        c._cert = cert
+        return c.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=hs)
+    if others != "ca":
+        raise PinError(_why(_UNPINNED, ps, host))
+    c = _ca_context(cadata)
+    if cert:
+        c.load_cert_chain(*cert)
+    st = _CA(host)
+    try:
+        s = c.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=hs)
+    except (OSError, ValueError) as e:
+        st.refused(e)
+        raise
+    if hs:
+        return s
+    from certpin._deferred import Deferred
+
+    return Deferred(s, st)
+
+
+def __getattr__(name):
+    # Everything else the firmware's module has (CERT_*, PROTOCOL_*,
+    # MBEDTLS_VERSION): what `import tls` users and `from tls import ...` expect.
+    t = _tls.tls
+    if name == "__all__":  # `from tls import *` (micropython-lib's ssl): the firmware's names, ours where we have them
+        return [n for n in dir(t) if n[0] != "_"]
+    return getattr(t, name)
+
+
+def _why(code, *a):
+    return _use("_report", "install", code, *a)
+
+
+def _ca_context(cadata):
+    t = _tls.tls
+    c = t.SSLContext(t.PROTOCOL_TLS_CLIENT)
+    for der in cadata:
+        try:
+            c.load_verify_locations(der)
+        except ValueError:
+            raise Error("cadata: a certificate this firmware cannot load (DER expected)")
+    c.verify_mode = t.CERT_REQUIRED
+    return c
+
+
+def install(pinset=None, cadata=None, others="refuse"):
+    """Pin every TLS client connection made through the tls and ssl modules.
+
+    pinset: a Pinset, or None to load /certpin.json. cadata: a DER CA
+    certificate or a list (CA validation as in certpin.SSLContext). others:
+    what happens to a host outside the pinset: "refuse" (PinError) or "ca"
+    (allowed after CA validation against cadata). Calling it again replaces
+    the policy; if it raises, every TLS client connection is refused until a
+    call succeeds or uninstall(). MicroPython only.
+    """
+    _use("_patch", "install", pinset, cadata, others)
+
+
+def uninstall():
+    """Undo install(): the firmware's TLS module again, everywhere install() put this one."""
+    _use("_patch", "uninstall")
