@@ -467,3 +467,16 @@ def test_ca_failure_is_the_same_pin_error_in_every_mode(runtime, srv, pki, tmp_p
     assert_pin_refused(out, "TLS certificate validation failed")
     assert [r["reason"] for r in out["failures"]] == ["tls_refused"], out
     assert s.app_bytes == b""
+
+
+@pytest.mark.parametrize("what", ["mismatch", "unpinned", "bad-name"])
+def test_refused_wrap_socket_closes_the_tcp_socket(runtime, srv, pki, tmp_path, what):
+    # Whatever refuses the connection, the application's TCP socket is closed
+    # with it: nothing can be sent to the refused peer afterwards.
+    host = {"mismatch": "localhost", "unpinned": "other.example", "bad-name": "localhost\x00.x"}[what]
+    s = fresh(srv, "rogue")
+    out = client(runtime, tmp_path, s.port, text=pinset_text({"localhost": [pki.genuine.pin, BOGUS]}), host=host)
+    assert_pin_refused(out)
+    assert out["raw_closed"] is True, out
+    time.sleep(0.2)
+    assert s.app_bytes == b""

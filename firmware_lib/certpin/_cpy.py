@@ -31,7 +31,11 @@ class SSLContext:
         self._ctx = c
 
     def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
-        st = Conn(self, server_hostname)
+        try:
+            st = Conn(self, server_hostname)
+        except BaseException:
+            sock.close()  # refused: the TCP connection too, so nothing else is sent on it
+            raise
         s = self._ctx.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
         s._certpin = st
         if do_handshake_on_connect:

@@ -143,6 +143,13 @@ class SSLContext:
             raise Error("this firmware has no SSLContext (MicroPython < 1.22): pins cannot be checked; upgrade it")
 
     def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
+        try:
+            return self._wrap(sock, server_hostname, do_handshake_on_connect)
+        except BaseException:
+            sock.close()  # refused: the TCP connection too, so nothing else is sent on it
+            raise
+
+    def _wrap(self, sock, server_hostname, do_handshake_on_connect):
         st = Conn(self, server_hostname)
         # One mbedTLS context per connection: callback state is per connection
         # and deferred handshakes may interleave.

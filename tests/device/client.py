@@ -20,6 +20,7 @@ import certpin
 cfg = json.load(open(sys.argv[1]))
 failures = []
 again = None
+raw_closed = None
 
 
 def on_failure(rec):
@@ -95,7 +96,16 @@ def run():
         raw.settimeout(cfg.get("timeout", 10))
     try:
         if mode == "blocking":
-            s = ctx.wrap_socket(raw, server_hostname=host)
+            try:
+                s = ctx.wrap_socket(raw, server_hostname=host)
+            except Exception:
+                global raw_closed
+                try:  # a refused connection must be closed, the TCP socket too
+                    raw.send(b"x")
+                    raw_closed = False
+                except OSError:
+                    raw_closed = True
+                raise
             return request(s)
         s = ctx.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
         if mode == "deferred_read":
@@ -127,5 +137,6 @@ except Exception as e:
     out = {"ok": False, "type": type(e).__name__, "message": str(e), "oserror": isinstance(e, OSError)}
 out["failures"] = failures
 out["again"] = again
+out["raw_closed"] = raw_closed
 out["runtime"] = sys.implementation.name
 print(json.dumps(out))
