@@ -59,6 +59,15 @@ def test_getpeercert_fallback_accepts_the_pinned_leaf(servers, pki, tmp_path, fi
     assert out["ok"], out
     assert "hello from genuine" in out["reply"]
     assert out["failures"] == []
+    assert out["old_loaded"] is True
+
+
+@pytest.mark.parametrize("cadata", [False, True])
+def test_firmware_with_verify_callback_never_loads_the_old_path(servers, pki, tmp_path, cadata):
+    out = run(tmp_path, "real", servers["genuine"].port, [pki.genuine.pin, BACKUP],
+              cadata=[pki.path("root.der")] if cadata else None)
+    assert out["ok"], out
+    assert out["old_loaded"] is False
 
 
 @pytest.mark.parametrize("firmware", ESP32)

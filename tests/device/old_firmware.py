@@ -2,21 +2,23 @@
 # TLS modules of oldfw.py (the old firmware's API around the real TLS) are
 # installed before certpin is imported. Unix port only.
 #
-# argv: CONFIG.json {"firmware": "1.19" | "1.20" | "1.22", "peercert": "leaf" |
+# argv: CONFIG.json {"firmware": "1.19" | "1.20" | "1.22" | "real", "peercert": "leaf" |
 # "none" | "absent", "error_strings": bool, "ssl_alias": bool, "port": N,
 # "pinset_text": str, "host": "localhost", "cadata": [DER paths] | null,
 # "mode": "blocking" | "deferred" (do_handshake_on_connect=False) |
 # "nonblocking" (the same on a non-blocking socket, as asyncio calls it) |
 # "connect" | "asyncio" | "trap" (the stand-in's own 1.22 load_verify_locations
 # with a positional DER: proves the trap is modelled), "timeout": seconds}.
-# Prints one JSON line: ok, reply | type + message (+ oserror, errno), failures.
+# Prints one JSON line: ok, reply | type + message (+ oserror, errno), failures,
+# old_loaded (whether certpin/_old.py was imported).
 import json
 import sys
 
 import oldfw
 
 cfg = json.load(open(sys.argv[1]))
-oldfw.install(cfg["firmware"], cfg.get("peercert", "leaf"), cfg.get("error_strings", True), cfg.get("ssl_alias", True))
+if cfg["firmware"] != "real":  # "real": the unix port as it is (1.23+), no stand-ins
+    oldfw.install(cfg["firmware"], cfg.get("peercert", "leaf"), cfg.get("error_strings", True), cfg.get("ssl_alias", True))
 
 import certpin  # noqa: E402  (after the stand-ins, as on the old firmware)
 
@@ -97,4 +99,5 @@ except Exception as e:
     out = {"ok": False, "type": type(e).__name__, "message": str(e), "oserror": isinstance(e, OSError),
            "errno": e.args[0] if isinstance(e, OSError) and e.args else None}
 out["failures"] = failures
+out["old_loaded"] = "certpin._old" in sys.modules
 print(json.dumps(out))
