@@ -86,6 +86,19 @@ def test_ca_pins_need_cadata(runtime, servers, pki, tmp_path, level):
     assert "hello from genuine" in out["reply"]
 
 
+def test_cadata_as_bytearray(runtime, servers, pki, tmp_path):
+    # The README promises bytes or bytearray; MicroPython's TLS takes only bytes
+    # (a bytearray was a stray TypeError). The rogue server is still refused.
+    cadata = [pki.path("root.der")]
+    out = run_client(runtime, tmp_path, servers["genuine"].port, [pki.genuine.pin, BOGUS], cadata=cadata,
+                     cadata_bytearray=True)
+    assert out["ok"], out
+    s = fresh(servers, "rogue")
+    out = run_client(runtime, tmp_path, s.port, [pki.genuine.pin, BOGUS], cadata=cadata, cadata_bytearray=True)
+    assert_refused(out)
+    assert s.app_bytes == b""
+
+
 def test_attacker_leaf_with_genuine_intermediate(runtime, servers, pki, tmp_path):
     # Without cadata the genuine intermediate reaches the check at depth 1,
     # but only the leaf may match: refused.

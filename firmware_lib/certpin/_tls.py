@@ -3,17 +3,20 @@
 #
 # On MicroPython (>= 1.23) the pins are checked inside the handshake by
 # tls.SSLContext.verify_callback, hashing mbedTLS's buffer in place: a mismatch
-# aborts the handshake before any application byte is sent. Firmware without
-# verify_callback but with getpeercert(True) is checked right after the
-# handshake; firmware with neither is refused.
+# aborts the handshake before any application byte is sent. Older firmware
+# (no verify_callback, or no SSLContext at all) is handled by certpin/_old.py,
+# which only such firmware ever loads.
 import time
 
 from certpin import Error, PinError, PinsetError, Pinset, _use, match, spki_sha256
 
 try:
     import tls
-except ImportError:  # MicroPython 1.22 calls the C module ssl (and so does CPython)
-    import ssl as tls
+except ImportError:  # MicroPython < 1.23 (and CPython): the C module ssl
+    try:
+        import ssl as tls
+    except ImportError:  # 1.20 and older on a port without the ssl -> ussl weak link
+        import ussl as tls
 
 # A clock before this year is "not set yet" (no NTP): expiry is not judged.
 CLOCK_FLOOR = 2026
@@ -116,9 +119,10 @@ def context_args(pinset, cadata, on_failure):
         raise PinsetError("expected a Pinset from certpin.load() or certpin.loads()")
     if cadata is not None:
         cadata = list(cadata) if isinstance(cadata, (list, tuple)) else [cadata]
-        for c in cadata:
+        for i, c in enumerate(cadata):
             if not isinstance(c, (bytes, bytearray)):
                 raise Error("cadata: expected DER certificate bytes or a list of them")
+            cadata[i] = bytes(c)  # MicroPython's TLS takes no bytearray (TypeError); bytes(bytes) is no copy
     if on_failure is not None and not callable(on_failure):
         raise Error("on_failure must be callable")
     return pinset, cadata or None, on_failure
@@ -139,8 +143,6 @@ class SSLContext:
 
     def __init__(self, pinset, cadata=None, on_failure=None):
         self.pinset, self.cadata, self.on_failure = context_args(pinset, cadata, on_failure)
-        if not hasattr(tls, "SSLContext"):
-            raise Error("this firmware has no SSLContext (MicroPython < 1.22): pins cannot be checked; upgrade it")
 
     def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
         try:
@@ -150,13 +152,21 @@ class SSLContext:
             raise
 
     def _wrap(self, sock, server_hostname, do_handshake_on_connect):
-        st = Conn(self, server_hostname)
         # One mbedTLS context per connection: callback state is per connection
-        # and deferred handshakes may interleave.
-        c = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+        # and deferred handshakes may interleave. (st is bound below, before
+        # the handshake can call the callback.)
+        c = None
+        try:
+            c = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+            c.verify_callback = lambda cert, depth: 0 if st.see(cert, depth) else _REJECT
+        except AttributeError:  # MicroPython < 1.23: no SSLContext (c None) or no verify_callback
+            from certpin._old import wrap_socket
+
+            return wrap_socket(self, c, sock, server_hostname)
+        st = Conn(self, server_hostname)
         for der in self.cadata or ():
             try:
-                c.load_verify_locations(der)
+                c.load_verify_locations(der)  # one positional argument, no keywords (1.22 differs: _old.py)
             except ValueError:
                 raise Error("cadata: a certificate this firmware cannot load (DER expected)")
         if self._cert:
@@ -164,13 +174,6 @@ class SSLContext:
         # CERT_NONE would skip the callback; CERT_OPTIONAL runs it and ignores
         # chain errors, which is why Conn then lets only the leaf match.
         c.verify_mode = tls.CERT_REQUIRED if self.cadata else tls.CERT_OPTIONAL
-        try:
-            c.verify_callback = lambda cert, depth: 0 if st.see(cert, depth) else _REJECT
-            late = False
-        except AttributeError:  # no verify_callback before v1.23: check after the handshake
-            late = do_handshake_on_connect = True
-            if not self.cadata:
-                c.verify_mode = tls.CERT_NONE
         try:
             s = c.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=do_handshake_on_connect)
         except (OSError, ValueError) as e:
@@ -181,10 +184,6 @@ class SSLContext:
 
             return Deferred(s, st)
         try:
-            if late:
-                if not hasattr(s, "getpeercert"):
-                    raise Error("this firmware has neither verify_callback (MicroPython >= 1.23) nor getpeercert: pins cannot be checked")
-                st.see(s.getpeercert(True), 0)
             st.finish()
         except BaseException:
             s.close()

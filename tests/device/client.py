@@ -3,6 +3,7 @@
 #
 # CONFIG: {"pinset": path | "pinset_text": str, "host": name (SNI and pinset
 # key), "addr": "127.0.0.1", "port": N, "cadata": [DER paths] | null,
+# "cadata_bytearray": true (pass them as bytearray, not bytes),
 # "mode": "blocking" | "deferred" | "deferred_read" | "asyncio" | "connect" |
 # "check" (certpin.check() of the DER file "leaf", no network) |
 # "retry" (deferred: write, and after a refusal write and read again on the
@@ -57,6 +58,8 @@ def run():
     cadata = None
     if cfg.get("cadata"):
         cadata = [open(p, "rb").read() for p in cfg["cadata"]]
+        if cfg.get("cadata_bytearray"):
+            cadata = [bytearray(c) for c in cadata]
     mode = cfg.get("mode", "blocking")
     host, port = cfg["host"], cfg["port"]
     if mode == "check":

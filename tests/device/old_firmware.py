@@ -1,77 +1,103 @@
-# Firmware older than v1.23 (no verify_callback), simulated on the unix port:
-# a stand-in `tls` module wraps the real one, refuses `verify_callback` like a
-# v1.22 SSLContext does, and (optionally) gives sockets the getpeercert(True)
-# that ESP32 builds have, returning the leaf the test's server really serves.
-# argv: CONFIG.json {"port", "pins", "peercert": path or null}. Prints JSON.
+# certpin on MicroPython 1.19-1.22, simulated on the unix port: the stand-in
+# TLS modules of oldfw.py (the old firmware's API around the real TLS) are
+# installed before certpin is imported. Unix port only.
+#
+# argv: CONFIG.json {"firmware": "1.19" | "1.20" | "1.22" | "real", "peercert": "leaf" |
+# "none" | "absent", "error_strings": bool, "ssl_alias": bool, "port": N,
+# "pinset_text": str, "host": "localhost", "cadata": [DER paths] | null,
+# "mode": "blocking" | "deferred" (do_handshake_on_connect=False) |
+# "nonblocking" (the same on a non-blocking socket, as asyncio calls it) |
+# "connect" | "asyncio" | "trap" (the stand-in's own 1.22 load_verify_locations
+# with a positional DER: proves the trap is modelled), "timeout": seconds}.
+# Prints one JSON line: ok, reply | type + message (+ oserror, errno), failures,
+# old_loaded (whether certpin/_old.py was imported).
 import json
-import socket
 import sys
 
-import tls as real
+import oldfw
 
 cfg = json.load(open(sys.argv[1]))
+if cfg["firmware"] != "real":  # "real": the unix port as it is (1.23+), no stand-ins
+    oldfw.install(cfg["firmware"], cfg.get("peercert", "leaf"), cfg.get("error_strings", True), cfg.get("ssl_alias", True))
+
+import certpin  # noqa: E402  (after the stand-ins, as on the old firmware)
+
+failures = []
 
 
-class Sock:
-    def __init__(self, s):
-        self.s = s
-
-    def getpeercert(self, binary_form):
-        with open(cfg["peercert"], "rb") as f:
-            return f.read()
-
-    def write(self, b):
-        return self.s.write(b)
-
-    def read(self, n=-1):
-        return self.s.read(n)
-
-    def close(self):
-        self.s.close()
+def read_all(s):
+    data = b""
+    while True:
+        chunk = s.read(512)
+        if not chunk:
+            return data
+        data += chunk
 
 
-class Ctx:
-    verify_callback = property(lambda self: None)  # read-only: setting it raises AttributeError
-
-    def __init__(self, proto):
-        self.c = real.SSLContext(proto)
-
-    @property
-    def verify_mode(self):
-        return self.c.verify_mode
-
-    @verify_mode.setter
-    def verify_mode(self, v):
-        self.c.verify_mode = v
-
-    def load_verify_locations(self, d):
-        self.c.load_verify_locations(d)
-
-    def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
-        s = self.c.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=do_handshake_on_connect)
-        return Sock(s) if cfg.get("peercert") else s
+def request(s):
+    s.write(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+    return read_all(s)
 
 
-class Fake:
-    SSLContext = Ctx
-    PROTOCOL_TLS_CLIENT = real.PROTOCOL_TLS_CLIENT
-    CERT_NONE = real.CERT_NONE
-    CERT_OPTIONAL = real.CERT_OPTIONAL
-    CERT_REQUIRED = real.CERT_REQUIRED
+def run():
+    ps = certpin.loads(cfg["pinset_text"])
+    cadata = [open(p, "rb").read() for p in cfg["cadata"]] if cfg.get("cadata") else None
+    host, port, mode = cfg.get("host", "localhost"), cfg["port"], cfg.get("mode", "blocking")
+    timeout = cfg.get("timeout", 10)
+    if mode == "trap":
+        import ssl
+
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata[0])
+        return b"loaded"
+    if mode == "connect":
+        s = certpin.connect(host, port, pinset=ps, cadata=cadata, timeout=timeout)
+        try:
+            return request(s)
+        finally:
+            s.close()
+    ctx = certpin.SSLContext(ps, cadata, on_failure=failures.append)
+    if mode == "asyncio":
+        import asyncio
+
+        async def go():
+            r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=host)
+            try:
+                w.write(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+                await w.drain()
+                data = b""
+                while True:
+                    chunk = await r.read(512)
+                    if not chunk:
+                        return data
+                    data += chunk
+            finally:
+                w.close()
+
+        return asyncio.run(go())
+    import socket
+
+    raw = socket.socket()
+    raw.connect(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+    raw.settimeout(timeout)
+    try:
+        if mode == "blocking":
+            return request(ctx.wrap_socket(raw, server_hostname=host))
+        if mode == "nonblocking":
+            raw.setblocking(False)
+        s = ctx.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
+        s.setblocking(True)
+        return request(s)
+    finally:
+        raw.close()
 
 
-sys.modules["tls"] = Fake
-import certpin  # noqa: E402
-
-ps = certpin.loads(json.dumps({"format": 1, "hosts": {"localhost": {"pins": cfg["pins"]}}}))
-raw = socket.socket()
-raw.connect(socket.getaddrinfo("127.0.0.1", cfg["port"])[0][-1])
 try:
-    s = certpin.SSLContext(ps).wrap_socket(raw, server_hostname="localhost")
-    s.write(b"GET / HTTP/1.0\r\n\r\n")
-    out = {"ok": True, "reply": s.read(200).decode()}
+    out = {"ok": True, "reply": run().decode()}
 except certpin.Error as e:
-    out = {"ok": False, "type": type(e).__name__, "message": e.args[0]}
-finally:
-    raw.close()
+    out = {"ok": False, "type": type(e).__name__, "message": e.args[0] if e.args else ""}
+except Exception as e:
+    out = {"ok": False, "type": type(e).__name__, "message": str(e), "oserror": isinstance(e, OSError),
+           "errno": e.args[0] if isinstance(e, OSError) and e.args else None}
+out["failures"] = failures
+out["old_loaded"] = "certpin._old" in sys.modules
 print(json.dumps(out))
