@@ -315,8 +315,8 @@ class Item:
         for why, fields in by_reason.items():
             out.append("cryptography cannot decode its %s (%s)%s" % (
                 ", ".join(fields), why,
-                ": tools that re-encode keys cannot compute a pin for it; the pin shown hashes the key's bytes "
-                "as the certificate carries them, as a device does" if "key" in fields else ""))
+                ": other tools may print another pin for it, or none; the pin shown hashes the key's bytes as "
+                "the certificate carries them, as a device does" if "key" in fields else ""))
         return out
 
     def _reencoding_warning(self):
