@@ -6,7 +6,7 @@ import sys
 
 from certpin_host import fetch
 from certpin_host.errors import UserError
-from certpin_host.pins import cert_item, load_file
+from certpin_host.pins import cert_item, load_file, print_warnings
 
 EPILOG = """\
 SOURCE is a file (PEM or DER certificate, PEM chain, PKCS#7 bundle, public key,
@@ -22,6 +22,13 @@ A live server's chain is verified (system trust store, or only --cafile) before
 anything is printed: a pin learnt from an unverified connection may be an
 attacker's. --insecure shows an unverified chain anyway, with a warning.
 Encrypted private keys: set CERTPIN_PASSPHRASE.
+
+A certificate's pin hashes its key exactly as the certificate carries it: what
+a device computes (the device library does the hashing). Warnings on stderr say
+when another tool (openssl's `x509 -pubkey | pkey` pipeline, cryptography)
+would print a different pin for that key, when a device cannot check the
+certificate at all, and which fields cannot be decoded (shown as unreadable;
+null in --json). Exit 2 only when no key can be found in a certificate.
 """
 
 _FILE_SUFFIXES = (".pem", ".der", ".crt", ".cer", ".cert", ".key", ".pub", ".csr", ".req", ".p7b", ".p7c", ".json")
@@ -102,6 +109,7 @@ def run(args):
                 if hasattr(it, "verified"):
                     d["verified"] = it.verified
                 out.append(d)
+                print_warnings("pin", it, source)
         print(json.dumps(out, indent=2))
         return 0
     for n, (source, items, note) in enumerate(results):
@@ -110,17 +118,26 @@ def run(args):
         print("# %s%s" % (source, (" (%s)" % note) if note else ""))
         for it in items:
             print(format_item(it))
+            print_warnings("pin", it, source)
     return 0
 
 
 def format_item(it):
     depth = str(it.depth)
+    subject = it.subject
+    if subject is None and it.kind in ("certificate", "csr"):
+        subject = "(subject unreadable)"
     if it.kind == "certificate":
-        role = "CA" if it.is_ca else "leaf"
+        if it.is_ca is None:
+            role = "role unreadable"
+        else:
+            role = "CA" if it.is_ca else "leaf"
         if it.depth == 0 and it.is_ca:
-            role = "CA (self-signed?)" if it.subject == it.issuer else "CA"
+            role = "CA (self-signed?)" if it.subject is not None and it.subject == it.issuer else "CA"
+        na = it.not_after
         return "%s  %s  %s  notAfter %s  %s  [%s]" % (
-            depth, it.spki_sha256, it.subject or "(empty subject)", it.not_after.strftime("%Y-%m-%d"), role, it.key)
+            depth, it.spki_sha256, subject or "(empty subject)", na.strftime("%Y-%m-%d") if na else "unreadable",
+            role, it.key)
     what = {"public key": "public key", "private key": "private key", "csr": "CSR"}[it.kind]
-    subject = ("  " + it.subject) if it.subject else ""
+    subject = ("  " + subject) if subject else ""
     return "%s  %s  %s%s  [%s]" % (depth, it.spki_sha256, what, subject, it.key)

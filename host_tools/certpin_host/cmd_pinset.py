@@ -6,7 +6,7 @@ import sys
 
 from certpin_host import fetch, lint, pinsetfile
 from certpin_host.errors import EXIT_FAIL, UserError
-from certpin_host.pins import cert_item, check_pin, load_file
+from certpin_host.pins import cert_item, check_pin, load_file, print_warnings
 
 EPILOG = """\
 subcommands:
@@ -169,10 +169,17 @@ def _expires(text):
     return text
 
 
+def _key_pin(path, flag):
+    """The SPKI pin of the first certificate, key or CSR in path; its warnings go to stderr."""
+    item = load_file(path)[0]
+    print_warnings("pinset", item, "%s %s" % (flag, path))
+    return item
+
+
 def _pins_from_args(args):
     pins = [check_pin(p) for p in args.pin]
     for path in args.key:
-        pins.append(load_file(path)[0].spki_sha256)
+        pins.append(_key_pin(path, "--key").spki_sha256)
     return pins
 
 
@@ -263,7 +270,7 @@ def run_from_server(args):
         raise UserError(str(e))
     backups = []
     for path in args.backup:
-        backups.append((path, load_file(path)[0].spki_sha256))
+        backups.append((path, _key_pin(path, "--backup").spki_sha256))
     try:
         got = fetch.fetch(host, port, address=args.connect, cafile=args.cafile, timeout=args.timeout)
     except fetch.FetchError as e:
@@ -280,7 +287,19 @@ def run_from_server(args):
         chosen = verified[1]
     else:
         chosen = verified[-1]
-    in_chain = {it.spki_sha256: it for it in served + verified}
+    leaf = served[0]
+    for it, what in ((leaf, "the certificate the server sends"), (chosen, "the certificate to pin")):
+        if it.device_error:
+            raise UserError("%s: a device cannot check %s (depth %d; the device library says: %s): %s. Nothing "
+                            "written; the host reads its key as %s. Fix the server's certificate."
+                            % (got.where(), what, it.depth, it.device_error,
+                               "every device refuses this server whatever the pinset says" if it is leaf
+                               else "a pin of it never matches on a device", it.spki_sha256))
+    print_warnings("pinset", chosen, got.where())
+    in_chain = {}
+    for it in served + verified:  # a backup must be another key, in whatever form a tool printed this one
+        for p in [it.spki_sha256] + it.other_pins():
+            in_chain.setdefault(p, it)
     for path, pin in backups:
         if pin in in_chain:
             raise UserError("--backup %s has the same key as the certificate %r the server uses: a backup must be "

@@ -102,9 +102,7 @@ def _check_host(host, obj, data, args, now):
     chain = got.verified_chain if verified else got.served
     served_items = [cert_item(d, source=host, depth=i) for i, d in enumerate(got.served)]
     chain_items = [cert_item(d, source=host, depth=i) for i, d in enumerate(chain)]
-    r["chain"] = [{"depth": it.depth, "spki_sha256": it.spki_sha256, "cert_sha256": it.cert_sha256,
-                   "subject": it.subject, "issuer": it.issuer, "not_after": it.not_after.strftime("%Y-%m-%d"),
-                   "is_ca": it.is_ca} for it in chain_items]
+    r["chain"] = [_chain_entry(it) for it in chain_items]
     leaf = served_items[0]
     r["leaf_days_left"] = _days(leaf.not_after, now)
 
@@ -136,11 +134,20 @@ def _check_host(host, obj, data, args, now):
         elif args.leaf_only and any(any(device.pin_matches(p, it) for p in pins) for it in chain_items[1:]):
             r["error"] += "\n  (--leaf-only: a pin matches a CA certificate, which only counts on a device given cadata)"
 
-    # The HPKP rule, judged against the genuine chain only (a refused server's chain says nothing).
+    # Pins that other tools print for a key in the chain (re-encoding it) never match on a device: say so.
+    # They are the chain's own keys, so they are no backup either.
     in_chain = served_items + ([cert_item(d, depth=i) for i, d in enumerate(got.verified_chain)]
                                if got.verified else [])
+    never = _never_matching(pins, in_chain)
+    for p, why in never.items():
+        if matched is None:
+            r["error"] += "\n  (%s %s)" % (p, why)
+        else:
+            r["warnings"].append("%s never matches: %s" % (p, why))
+    # The HPKP rule, judged against the genuine chain only (a refused server's chain says nothing).
     if matched is not None:
-        r["backup_pins"] = [p for p in pins if not any(device.pin_matches(p, it) for it in in_chain)]
+        r["backup_pins"] = [p for p in pins
+                            if p not in never and not any(device.pin_matches(p, it) for it in in_chain)]
     if matched is not None and not r["backup_pins"]:
         r["warnings"].append("no backup pin: every configured pin is in the served chain; if that key is lost or "
                              "rotated, devices lock out (`certpin keygen` makes a spare)")
@@ -159,6 +166,32 @@ def _check_host(host, obj, data, args, now):
         if r["cert_days_left"] == r["leaf_days_left"]:
             break
     return r
+
+
+def _chain_entry(it):
+    it.read_all()  # so "unreadable" names every field cryptography cannot decode
+    na = it.not_after
+    return {"depth": it.depth, "spki_sha256": it.spki_sha256, "cert_sha256": it.cert_sha256,
+            "subject": it.subject, "issuer": it.issuer, "not_after": na.strftime("%Y-%m-%d") if na else None,
+            "is_ca": it.is_ca, "device_error": it.device_error, "reencoded_spki_sha256": it.reencoded_spki_sha256,
+            "openssl_spki_sha256": it.openssl_spki_sha256, "unreadable": dict(it.unreadable)}
+
+
+def _never_matching(pins, items):
+    """{pin: why} for configured pins that name a key of the chain in a form no device computes."""
+    out = {}
+    for it in items:
+        for p in pins:
+            if p in out:
+                continue
+            if p in it.other_pins():
+                out[p] = ("is the key of the certificate at depth %d as tools that re-encode it print it (%s); "
+                          "a device hashes the key as the certificate carries it: %s"
+                          % (it.depth, it.reencoding, it.spki_sha256))
+            elif it.device_error and p == it.spki_sha256:
+                out[p] = ("is the key of the certificate at depth %d, which a device cannot check (%s)"
+                          % (it.depth, it.device_error))
+    return out
 
 
 def run(args):

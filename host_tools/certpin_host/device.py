@@ -81,6 +81,10 @@ def _fallback_check(data, host, chain, verified):
     pins = set(entry.get("pins", ()))
     for depth, der in enumerate(chain if verified else chain[:1]):
         item = cert_item(der, source=host, depth=depth)
+        if item.device_error:
+            if depth == 0:
+                raise Refused("%s: the leaf certificate cannot be checked: %s" % (host, item.device_error))
+            continue
         for p in (item.spki_sha256, item.cert_sha256):
             if p in pins:
                 return p

@@ -135,6 +135,11 @@ def _handshake(address, port, servername, ctx, timeout):
         raise FetchError("TLS handshake with %s port %d timed out after %gs" % (address, port, timeout))
     except (ssl.SSLError, OSError) as e:
         raw.close()
+        if "ASN1" in _reason(e):  # OpenSSL refused to parse a certificate the server sent
+            raise FetchError(
+                "TLS handshake with %s port %d failed: OpenSSL (the host's TLS library) cannot parse a certificate "
+                "the server sent (%s). A device's TLS stack may still read it: get the certificate file (from the "
+                "server's configuration or operator) and run `certpin pin FILE`" % (address, port, _reason(e)))
         raise FetchError("TLS handshake with %s port %d failed: %s (is it a TLS server?)" % (address, port, _reason(e)))
     try:
         return _chains(tls)
