@@ -253,6 +253,11 @@ def install(path, data):
 
 
 def update(bundle, path="/certpin.json"):
+    return apply(bundle, path)[0]
+
+
+def apply(bundle, path):
+    # (the Pinset installed now, whether the bundle changed it)
     try:
         installed = read(path)
     except OSError as e:
@@ -262,7 +267,7 @@ def update(bundle, path="/certpin.json"):
     data, new, same, cur = _verify(installed, bundle, None, floor)
     new._fp = fp
     if same:
-        return new
+        return new, False
     install(path, data)
     # The floor never goes back: the old pinset's floor, moved up to the new issued date.
     day = cur.floor
@@ -273,4 +278,4 @@ def update(bundle, path="/certpin.json"):
         from certpin._floor import advance
 
         advance(new, day)  # writes the floor file only if it moves
-    return new
+    return new, True
