@@ -34,6 +34,14 @@ class PinsetError(Error):
     pass
 
 
+class UpdateError(Error):
+    """A pinset update was refused: ``e.reason`` says which rule (docs/updates.md)."""
+
+    def __init__(self, message, reason):
+        super().__init__(message)
+        self.reason = reason
+
+
 # ---- The DER walk to the SubjectPublicKeyInfo ----
 # Strict DER walk from an X.509 certificate to its SubjectPublicKeyInfo (SPKI).
 #
@@ -193,10 +201,16 @@ def cert_sha256(der):
 
 
 class Pinset:
-    """A validated pinset: serial (int or None), expires ((Y, M, D) or None)."""
+    """A validated pinset: serial (int or None); expires, issued and floor ((Y, M, D) or None).
 
-    def __init__(self, n, b, t, serial, expires):
+    floor: the time floor, the latest date authenticated so far (docs/updates.md);
+    expiry is judged against it, never against the raw clock.
+    """
+
+    def __init__(self, n, b, t, serial, expires, issued=None):
         self._n, self._b, self._t, self.serial, self.expires = n, b, t, serial, expires
+        self.issued = self.floor = issued
+        self._fp = None  # the floor file, for a pinset read by load()
         m = 0
         for h in n:
             m = max(m, len(h))
@@ -293,21 +307,27 @@ def _ip(name):
     return ":" in name or d != "" and not d.strip("0123456789")
 
 
+# Modules loaded for one call and dropped again on a device (see _use).
+_ONCE = ("_load", "_report", "_update", "_fetch", "_p256", "_floor")
+
+
 def _use(name, fn, *args):
     # certpin.<name>.<fn>(*args), the module imported for this one call. On a
-    # device it is dropped again afterwards: validation runs once at boot and
-    # failure text only when something is refused, so neither needs to stay
-    # resident in a heap that the TLS stack shares.
+    # device it is dropped again afterwards, with every other _ONCE module it
+    # imported: validation runs once at boot, failure text only when something
+    # is refused, updates rarely, so none of them stays resident in a heap
+    # that the TLS stack shares.
     m = "certpin." + name
     __import__(m)
     try:
         return getattr(sys.modules[m], fn)(*args)
     finally:
         if sys.implementation.name == "micropython":
-            sys.modules.pop(m, None)
-            g = globals()  # the import also bound the submodule here
-            if name in g:
-                del g[name]
+            g = globals()  # an import also binds the submodule here
+            for n in _ONCE:
+                sys.modules.pop("certpin." + n, None)
+                if n in g:
+                    del g[n]
 
 
 def loads(text):
@@ -318,6 +338,23 @@ def loads(text):
 def load(path="/certpin.json"):
     """Read and validate the pinset file at ``path``."""
     return _use("_load", "load", path)
+
+
+def update(bundle, path="/certpin.json"):
+    """Verify a signed pinset bundle (JWS) against the pinset at ``path`` and
+    install it atomically. Returns the Pinset now installed; UpdateError says
+    which rule refused it. See docs/updates.md."""
+    return _use("_update", "update", bundle, path)
+
+
+def fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None):
+    """GET a bundle (url: the pinset's update.url by default) and update().
+
+    Returns (pinset, changed): the Pinset installed after the attempt and
+    whether it is a new one. Every failure is an UpdateError (reason "fetch"
+    for the transfer); nothing takes longer than ``timeout`` seconds in all.
+    """
+    return _use("_fetch", "fetch_update", url, path, timeout, cadata)
 
 
 def match(ps, r, der, d):
