@@ -4,7 +4,8 @@ import json
 import pytest
 
 from support.cli import run, run_subprocess
-from support.signing import Key, b64url, bundle, fake_pin, pinset_doc, today, write_pinset
+from support.jws import b64url
+from support.signing import Key, bundle, fake_pin, pinset_doc, today, write_pinset
 
 
 @pytest.fixture

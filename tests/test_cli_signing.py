@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
 import certpin
 from certpin_host import lint
 from support.cli import run
-from support.signing import Key, b64url, fake_pin, pinset_doc, today, write_pinset
+from support.jws import b64url, unb64url
+from support.signing import Key, fake_pin, pinset_doc, today, write_pinset
 
 
 @pytest.fixture
@@ -35,10 +36,6 @@ def read(path):
 
 def bundle_doc(path):
     return json.loads(read(path))
-
-
-def unb64url(s):
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
 def verifies(key, bundle, i):

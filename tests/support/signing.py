@@ -1,7 +1,8 @@
 """Signing keys on disk and pinsets with an "update" section, for the host CLI tests.
 
 Keys are made with `cryptography` directly (not `certpin keygen`), so the CLI
-is tested against material it did not make.
+is tested against material it did not make. Bundles are made by support.jws
+(the device tests' independent signer).
 """
 import base64
 import datetime
@@ -75,28 +76,11 @@ def write_pinset(path, *args, **kw):
     return str(path)
 
 
-def b64url(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
-
-def signature(key, payload_b64, header=None, sig=None):
-    """One entry of "signatures" by key (a Key or a cryptography private key).
-
-    header: the protected header (default alg ES256 and the key's kid); sig: raw bytes instead of a signature."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import utils
-
-    k = key.key if isinstance(key, Key) else key
-    hb = b64url(json.dumps({"alg": "ES256", "kid": kid(k)} if header is None else header,
-                           separators=(",", ":")).encode())
-    if sig is None:
-        r, s = utils.decode_dss_signature(k.sign((hb + "." + payload_b64).encode(), ec.ECDSA(hashes.SHA256())))
-        sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    return {"protected": hb, "signature": b64url(sig)}
 
 
 def bundle(payload, keys, **kw):
-    """Bundle bytes for payload (bytes) signed by each key in order (kw: see signature())."""
-    p = b64url(payload)
-    return json.dumps({"payload": p, "signatures": [signature(k, p, **kw) for k in keys]}).encode()
+    """Bundle bytes for payload (bytes) signed by each key (Key or cryptography key) in order;
+    kw as for support.jws.signature (header=, sig=)."""
+    from support import jws
+
+    return jws.bundle(payload, [k.key if isinstance(k, Key) else k for k in keys], **kw)
