@@ -35,11 +35,9 @@ class PinsetError(Error):
 
 
 class UpdateError(Error):
-    """A pinset update was refused: ``e.reason`` says which rule (docs/updates.md)."""
-
-    def __init__(self, message, reason):
-        super().__init__(message)
-        self.reason = reason
+    # A pinset update was refused: e.reason says which rule (docs/updates.md),
+    # set where it is raised (certpin._update); e.args[0] is the message.
+    pass
 
 
 # ---- The DER walk to the SubjectPublicKeyInfo ----
@@ -201,11 +199,10 @@ def cert_sha256(der):
 
 
 class Pinset:
-    """A validated pinset: serial (int or None); expires, issued and floor ((Y, M, D) or None).
+    """A validated pinset: serial (int or None), expires, issued, floor ((Y, M, D) or None)."""
 
-    floor: the time floor, the latest date authenticated so far (docs/updates.md);
-    expiry is judged against it, never against the raw clock.
-    """
+    # floor: the time floor, the latest date authenticated so far
+    # (docs/updates.md); expiry is judged against it, never the raw clock.
 
     def __init__(self, n, b, t, serial, expires, issued=None):
         self._n, self._b, self._t, self.serial, self.expires = n, b, t, serial, expires
@@ -340,23 +337,6 @@ def load(path="/certpin.json"):
     return _use("_load", "load", path)
 
 
-def update(bundle, path="/certpin.json"):
-    """Verify a signed pinset bundle (JWS) against the pinset at ``path`` and
-    install it atomically. Returns the Pinset now installed; UpdateError says
-    which rule refused it. See docs/updates.md."""
-    return _use("_update", "update", bundle, path)
-
-
-def fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None):
-    """GET a bundle (url: the pinset's update.url by default) and update().
-
-    Returns (pinset, changed): the Pinset installed after the attempt and
-    whether it is a new one. Every failure is an UpdateError (reason "fetch"
-    for the transfer); nothing takes longer than ``timeout`` seconds in all.
-    """
-    return _use("_fetch", "fetch_update", url, path, timeout, cadata)
-
-
 def match(ps, r, der, d):
     # The pin text of record r that certificate `der` (SPKI digest d) matches, or None.
     b = ps._b
@@ -378,6 +358,15 @@ def __getattr__(name):
     # Imported on first use, then cached in this module: the pure check()
     # (host tools, tests) and the TLS layer. A device that only connects
     # never loads check(); the host tools never load the TLS layer.
+    # update(bundle, path="/certpin.json") -> Pinset and
+    # fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None)
+    # -> (Pinset, changed) run their module for one call (docs/updates.md):
+    # nothing is cached, so a device that updates keeps no RAM for it.
+    if name == "update":
+        return lambda bundle, path="/certpin.json": _use("_update", "update", bundle, path)
+    if name == "fetch_update":
+        return lambda url=None, path="/certpin.json", timeout=10, cadata=None: _use(
+            "_fetch", "fetch_update", url, path, timeout, cadata)
     if name == "check":
         m = "certpin._check"
     elif name in ("SSLContext", "connect"):

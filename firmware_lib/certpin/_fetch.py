@@ -36,7 +36,9 @@ except ImportError:  # CPython
 
 
 def _err(msg, *a):
-    raise UpdateError("pinset update not fetched: " + (msg % a if a else msg), "fetch")
+    e = UpdateError("pinset update not fetched: " + (msg % a if a else msg))
+    e.reason = "fetch"
+    raise e
 
 
 def _split(url):

@@ -304,7 +304,9 @@ def read(path):
             pass
         f = open(path, "rb")
     with f:
-        return f.read(65536)
+        # read(n) allocates n bytes up front on MicroPython: ask for the file's
+        # size (one more than the 64 KiB limit at most), not 64 KiB every boot.
+        return f.read(min(os.stat(path)[6], 65535) + 1)
 
 
 def load(path="/certpin.json"):

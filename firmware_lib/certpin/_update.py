@@ -28,7 +28,9 @@ _URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 def _fail(reason, msg, *a):
-    raise UpdateError("pinset update refused (%s): %s" % (reason, msg % a if a else msg), reason)
+    e = UpdateError("pinset update refused (%s): %s" % (reason, msg % a if a else msg))
+    e.reason = reason
+    raise e
 
 
 def _json(text, what):

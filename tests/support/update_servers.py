@@ -12,6 +12,7 @@ UpdateServer(mode, body): every GET gets, by mode:
   notfound  404
   garbage   random bytes, no HTTP
   longhead  200 then 64 KiB of headers
+mode may be a list: the n-th request gets mode[n] (the last one from then on).
 With tls=(chain_path, key_path) it speaks HTTPS. `requests` counts the GETs.
 """
 import os
@@ -57,6 +58,8 @@ class UpdateServer(Listener):
 
     def _answer(self, c):
         m, body = self.mode, self.body
+        if isinstance(m, list):
+            m = m[min(len(self.requests), len(m)) - 1]
         if m == "ok":
             c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/jose+json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         elif m == "nolength":
