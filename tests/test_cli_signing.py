@@ -571,3 +571,44 @@ def test_an_existing_bad_signature_by_the_same_key_is_replaced(capsys, tmp_path,
     assert r.status == 0 and "does not verify" in r.out, r
     b = bundle_doc(out)
     assert len(b["signatures"]) == 1 and verifies(keys[0], b, 0)
+
+
+def test_lint_agrees_with_device_on_random_update_sections(keys):
+    # Random update/issued members from pools of good and bad values: whenever the
+    # device refuses the file, lint's own rules must say why (never only "a device refuses").
+    import random
+
+    rng = random.Random(8)
+    p384 = _line(ec.generate_private_key(ec.SECP384R1()))
+    key_pool = [keys[0].line, keys[1].line, keys[2].line, keys[0].line, p384, "MFkw", keys[1].line.rstrip("="),
+                _compressed(keys[2]), "", 5, None, keys[0].line + "\n", " " + keys[1].line]
+    value_pool = {
+        "threshold": [1, 2, 3, 0, -1, 17, True, 1.0, "1", None, 2 ** 40],
+        "url": ["https://u.example.com/x.jws", "http://10.0.0.1/p", "ftp://x/y", "https://", "https://a b",
+                "https://x.example.com/\u00e9", 5, "", "http://" + "x" * 510],
+    }
+    refused = 0
+    for _ in range(300):
+        doc = pinset_doc(1)
+        if rng.random() < 0.9:
+            upd = {}
+            if rng.random() < 0.9:
+                upd["keys"] = [rng.choice(key_pool) for _ in range(rng.choice((0, 1, 2, 3, 17)))] \
+                    if rng.random() < 0.9 else rng.choice(key_pool)
+            for k, pool in value_pool.items():
+                if rng.random() < (0.9 if k == "threshold" else 0.5):
+                    upd[k] = rng.choice(pool)
+            if rng.random() < 0.05:
+                upd["extra"] = 1
+            doc["update"] = upd if rng.random() < 0.95 else rng.choice([[], "x", None, 1])
+        if rng.random() < 0.3:
+            doc["issued"] = rng.choice(["2026-02-30", "2026-1-01", today(), today(400), 20260101, None,
+                                        "\u0662\u0660\u0662\u0666-01-01"])
+        text = json.dumps(doc)
+        try:
+            certpin.loads(text)
+        except certpin.Error:
+            refused += 1
+            own = [f for f in lint.lint_pinset_text(text) if f.level == "error" and "a device refuses" not in f.message]
+            assert own, doc
+    assert refused > 150  # the pools reach the device's refusals
