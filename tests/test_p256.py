@@ -377,3 +377,29 @@ def test_public_key_agrees_with_cryptography(spki_cases):
         assert got == (n.x, n.y)
         assert spki_of(k) == bytes(der)
     assert accepted >= 20 * SCALE
+
+
+# ---------------------------------------------------------------- internals
+# (CPython only: the differential tests above are what proves verify(); these
+# pin down the two pieces a wrong edit could break for rare inputs only.)
+
+def test_g_table_holds_the_odd_multiples_of_g():
+    t = _p256._GT
+    assert len(t) == 64 * 2 ** (_p256._WG - 2)
+    for i in range(len(t) // 64):
+        x, y = es256.public_key_of(2 * i + 1)
+        assert t[64 * i : 64 * i + 64] == x.to_bytes(32, "big") + y.to_bytes(32, "big"), i
+
+
+@pytest.mark.parametrize("w", [4, 5, 6, 7, 8])
+def test_naf_digits(w):
+    rnd = random.Random(w)
+    for k in [0, 1, 2, 2**255, 2**256 - 1, N - 1, 2**w - 1, 2**(w - 1)] + [rnd.randrange(2**256) for _ in range(200)]:
+        out = bytearray(257)
+        top = _p256._naf(k, w, out)
+        digits = [d - 256 if d > 127 else d for d in out]
+        assert sum(d << i for i, d in enumerate(digits)) == k
+        nz = [i for i, d in enumerate(digits) if d]
+        assert top == (nz[-1] if nz else -1)
+        assert all(d % 2 and abs(d) < 2 ** (w - 1) for d in digits if d)
+        assert all(b - a >= w for a, b in zip(nz, nz[1:]))
