@@ -184,6 +184,24 @@ def test_set_update_refuses_bad_input_and_leaves_the_file(capsys, tmp_path, keys
     assert read(path) == before
 
 
+def test_from_server_writes_the_update_section_too(capsys, tmp_path, keys, pki, serve):
+    s = serve(pki.genuine)
+    backup = tmp_path / "backup.pem"
+    assert run(capsys, "keygen", backup).status == 0
+    path = tmp_path / "pins.json"
+    argv = ["pinset", "from-server", path, "localhost:%d" % s.port, "--cafile", pki.path("root.pem"),
+            "--backup", backup, "--expires", today(90)]
+    r = run(capsys, *argv, "--update-key", keys[0].pub, "--update-key", keys[1].pub, "--threshold", "2")
+    assert r.status == 0, r
+    d = load(path)
+    assert d["update"] == {"keys": [keys[0].line, keys[1].line], "threshold": 2} and d["issued"] == today()
+    # again on the existing file: serial bumped, the update section kept, the URL added
+    r = run(capsys, *argv, "--update-url", "http://u.example.com/p.jws")
+    assert r.status == 0, r
+    d = load(path)
+    assert d["serial"] == 2 and d["update"]["threshold"] == 2 and d["update"]["url"] == "http://u.example.com/p.jws"
+
+
 def test_set_update_missing_file(capsys, tmp_path, keys):
     r = run(capsys, "pinset", "set-update", tmp_path / "nope.json", "--update-key", keys[0].pub)
     assert r.status == 2 and "no such file" in r.err
