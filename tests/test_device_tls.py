@@ -138,13 +138,21 @@ def test_report_only_reports_and_goes_ahead(runtime, servers, pki, tmp_path):
     assert pki.rogue_leaf.pin in rec["message"]
 
 
+# Expiry is judged against the time floor (certpin.floor beside the pinset,
+# docs/updates.md), never against the clock: these tests give the device a
+# floor past `expires`. They used the raw clock before issue 8.
+PAST_FLOOR = "2026-02-01"
+
+
 def test_expired_pinset_without_cadata_keeps_enforcing(runtime, servers, pki, tmp_path):
-    out = run_client(runtime, tmp_path, servers["rogue"].port, [pki.genuine.pin, BOGUS], expires="2026-01-31")
+    out = run_client(runtime, tmp_path, servers["rogue"].port, [pki.genuine.pin, BOGUS], expires="2026-01-31",
+                     floor=PAST_FLOOR)
     assert_refused(out, pki.rogue_leaf.pin)
     reasons = [r["reason"] for r in out["failures"]]
     assert reasons == ["pinset_expired", "pin_mismatch"], out
     assert "2026-01-31" in out["failures"][0]["message"]
-    out = run_client(runtime, tmp_path, servers["genuine"].port, [pki.genuine.pin, BOGUS], expires="2026-01-31")
+    out = run_client(runtime, tmp_path, servers["genuine"].port, [pki.genuine.pin, BOGUS], expires="2026-01-31",
+                     floor=PAST_FLOOR)
     assert out["ok"], out
     assert [r["reason"] for r in out["failures"]] == ["pinset_expired"]
 
@@ -152,12 +160,26 @@ def test_expired_pinset_without_cadata_keeps_enforcing(runtime, servers, pki, tm
 def test_expired_pinset_with_cadata_falls_back_to_ca(runtime, servers, pki, tmp_path):
     root = [pki.path("root.der")]
     # Pins that no longer match (rotated key): CA validation alone now decides.
-    out = run_client(runtime, tmp_path, servers["genuine"].port, [BOGUS, pki.rotated.pin], expires="2026-01-31", cadata=root)
+    out = run_client(runtime, tmp_path, servers["genuine"].port, [BOGUS, pki.rotated.pin], expires="2026-01-31", cadata=root,
+                     floor=PAST_FLOOR)
     assert out["ok"], out
     assert [r["reason"] for r in out["failures"]] == ["pinset_expired"]
     # A certificate the CA did not issue is still refused.
-    out = run_client(runtime, tmp_path, servers["rogue"].port, [BOGUS, pki.rotated.pin], expires="2026-01-31", cadata=root)
+    out = run_client(runtime, tmp_path, servers["rogue"].port, [BOGUS, pki.rotated.pin], expires="2026-01-31", cadata=root,
+                     floor=PAST_FLOOR)
     assert out["ok"] is False and out["type"] == "PinError", out
+
+
+def test_clock_far_ahead_does_not_expire_the_pinset(runtime, servers, pki, tmp_path):
+    # A clock an attacker set to 2099 (unauthenticated NTP) with cadata trusting
+    # a rogue CA: the floor is before `expires`, so the pins still refuse it.
+    cadata = [pki.path("root.der"), pki.path("rogue-root.der")]
+    s = fresh(servers, "rogue")
+    out = run_client(runtime, tmp_path, s.port, [pki.genuine.pin, BOGUS], expires="2026-12-31", cadata=cadata,
+                     fake_date=(2099, 1, 1), floor="2026-06-01")
+    assert_refused(out, pki.rogue_leaf.pin)
+    assert [r["reason"] for r in out["failures"]] == ["pin_mismatch"]
+    assert s.app_bytes == b""
 
 
 def test_unset_clock_does_not_judge_expiry(runtime, servers, pki, tmp_path):

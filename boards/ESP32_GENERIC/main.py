@@ -1,7 +1,9 @@
 # certpin example for ESP32_GENERIC (MicroPython >= 1.23).
 #
 # Boot flow: Wi-Fi from /secrets.json, clock from NTP when CA validation is on,
-# then a pinned HTTPS GET to your server every minute. A refused server gets a
+# a signed pinset update from the pinset's update.url (docs/updates.md), then
+# a pinned HTTPS GET to your server every minute; after a refusal, one more
+# update check and, if it installed a newer pinset, one retry. A refused server gets a
 # clear message; every failure is retried with backoff, never a crash loop.
 #
 # /secrets.json:
@@ -61,6 +63,23 @@ def https_get(pinset, host, port, path, cadata):
         s.close()
 
 
+class Refused(Exception):
+    pass
+
+
+def check_update(why):
+    # A signed pinset update (docs/updates.md) from the pinset's update.url:
+    # verified against the keys the installed pinset names, installed
+    # atomically. Returns the new pinset, or None when nothing changed.
+    try:
+        pinset, changed = certpin.fetch_update(timeout=15)
+        print("UPDATE %s: %s (serial %s)" % (why, "installed" if changed else "none newer", pinset.serial))
+        return pinset if changed else None
+    except certpin.UpdateError as e:  # no update.url, server down, a refused bundle: keep what we have
+        print("UPDATE %s failed (%s): %s" % (why, e.reason, e.args[0].splitlines()[0]))
+        return None
+
+
 def main():
     try:
         cfg = load_config()
@@ -79,21 +98,38 @@ def main():
     host, port = cfg["host"], cfg["port"]
     delay = 5
     clock_set = False
+    booted = False
     while True:
         try:
             ip = wifi_connect(cfg["ssid"], cfg["password"])
             if cadata and not clock_set:
-                set_clock()
+                set_clock()  # unauthenticated, but expiry is judged by certpin's time floor, not this clock
                 clock_set = True
-            reply = https_get(pinset, host, port, cfg["path"], cadata)
+            if not booted:
+                booted = True
+                pinset = check_update("at boot") or pinset
+            try:
+                reply = https_get(pinset, host, port, cfg["path"], cadata)
+            except certpin.PinError as e:
+                # Not one of the pinned keys: an attacker, a proxy, or a key
+                # rotated before this device got the pinset naming it. Nothing
+                # was sent to that server. A newer signed pinset may know it:
+                # fetch it, and retry once if one was installed.
+                print("REFUSED %s: the server's key is not pinned" % host)
+                print(e)
+                new = check_update("after a refusal")
+                if new is None:
+                    raise Refused()
+                pinset = new
+                reply = https_get(pinset, host, port, cfg["path"], cadata)  # a PinError: refused again
             print("pinned GET %s from %s: %s" % (host, ip, reply.split(b"\r\n")[0].decode()))
             delay = 5
             time.sleep(PERIOD_S)
             continue
+        except Refused:
+            pass  # said above
         except certpin.PinError as e:
-            # Not one of the pinned keys: an attacker, a proxy, or a key rotated
-            # without updating the pinset. Nothing was sent to that server.
-            print("REFUSED %s: the server's key is not pinned" % host)
+            print("REFUSED %s: the server's key is not pinned, even by the updated pinset" % host)
             print(e)
         except certpin.Error as e:  # e.g. a cadata certificate this firmware cannot load
             print("certpin: %s" % (e,))

@@ -9,6 +9,8 @@
 # servers:  {"host": "localhost", "port": 8443, "path": "/", "attempts": 1,
 #            "cafile": "/ca.der"}      (cafile optional: a DER CA certificate)
 # attempts 0 (the default) means: keep going forever, as a device would.
+# Signed pinset updates: fetched from the pinset's update.url at boot and
+# after a refusal (docs/updates.md); a newly installed pinset gets one retry.
 import json
 import time
 
@@ -47,6 +49,23 @@ def https_get(pinset, host, port, path, cadata):
         s.close()
 
 
+class Refused(Exception):
+    pass
+
+
+def check_update(why):
+    # A signed pinset update (docs/updates.md) from the pinset's update.url:
+    # verified against the keys the installed pinset names, installed
+    # atomically. Returns the new pinset, or None when nothing changed.
+    try:
+        pinset, changed = certpin.fetch_update(timeout=15)
+        print("UPDATE %s: %s (serial %s)" % (why, "installed" if changed else "none newer", pinset.serial))
+        return pinset if changed else None
+    except certpin.UpdateError as e:  # no update.url, server down, a refused bundle: keep what we have
+        print("UPDATE %s failed (%s): %s" % (why, e.reason, e.args[0].splitlines()[0]))
+        return None
+
+
 def main():
     cfg = load_config()
     try:
@@ -57,16 +76,30 @@ def main():
     cadata = load_cadata(cfg)
     host, port = cfg["host"], cfg["port"]
     delay, attempt = 1, 0
+    pinset = check_update("at boot") or pinset
     while True:
         attempt += 1
         try:
-            reply = https_get(pinset, host, port, cfg["path"], cadata)
+            try:
+                reply = https_get(pinset, host, port, cfg["path"], cadata)
+            except certpin.PinError as e:
+                # the server presented a key that is not pinned: possibly an
+                # attacker, possibly a rotation this pinset does not know yet:
+                # fetch a signed update, and retry once if one was installed
+                print("REFUSED %s:%d: the server's key is not in the pinset" % (host, port))
+                print(e)
+                new = check_update("after a refusal")
+                if new is None:
+                    raise Refused()
+                pinset = new
+                reply = https_get(pinset, host, port, cfg["path"], cadata)
             print("PINNED OK %s:%d: %s" % (host, port, reply.split(b"\r\n")[0].decode()))
             print(reply.split(b"\r\n\r\n", 1)[-1].decode().strip())
             delay = 1
+        except Refused:
+            pass  # said above
         except certpin.PinError as e:
-            # the server presented a key that is not pinned: possibly an attacker
-            print("REFUSED %s:%d: the server's key is not in the pinset" % (host, port))
+            print("REFUSED %s:%d: the server's key is not in the updated pinset either" % (host, port))
             print(e)
         except certpin.Error as e:  # e.g. a cadata certificate this firmware cannot load
             print("certpin: %s" % (e,))

@@ -39,6 +39,12 @@ class PinsetError(Error):
     pass
 
 
+class UpdateError(Error):
+    # A pinset update was refused: e.reason says which rule (docs/updates.md),
+    # set where it is raised (certpin._update); e.args[0] is the message.
+    pass
+
+
 # ---- The DER walk to the SubjectPublicKeyInfo ----
 # Strict DER walk from an X.509 certificate to its SubjectPublicKeyInfo (SPKI).
 #
@@ -198,10 +204,15 @@ def cert_sha256(der):
 
 
 class Pinset:
-    """A validated pinset: serial (int or None), expires ((Y, M, D) or None)."""
+    """A validated pinset: serial (int or None), expires, issued, floor ((Y, M, D) or None)."""
 
-    def __init__(self, n, b, t, serial, expires):
+    # floor: the time floor, the latest date authenticated so far
+    # (docs/updates.md); expiry is judged against it, never the raw clock.
+
+    def __init__(self, n, b, t, serial, expires, issued=None):
         self._n, self._b, self._t, self.serial, self.expires = n, b, t, serial, expires
+        self.issued = self.floor = issued
+        self._fp = None  # the floor file, for a pinset read by load()
         m = 0
         for h in n:
             m = max(m, len(h))
@@ -298,21 +309,27 @@ def _ip(name):
     return ":" in name or d != "" and not d.strip("0123456789")
 
 
+# Modules loaded for one call and dropped again on a device (see _use).
+_ONCE = ("_load", "_report", "_update", "_fetch", "_p256", "_floor")
+
+
 def _use(name, fn, *args):
     # certpin.<name>.<fn>(*args), the module imported for this one call. On a
-    # device it is dropped again afterwards: validation runs once at boot and
-    # failure text only when something is refused, so neither needs to stay
-    # resident in a heap that the TLS stack shares.
+    # device it is dropped again afterwards, with every other _ONCE module it
+    # imported: validation runs once at boot, failure text only when something
+    # is refused, updates rarely, so none of them stays resident in a heap
+    # that the TLS stack shares.
     m = "certpin." + name
     __import__(m)
     try:
         return getattr(sys.modules[m], fn)(*args)
     finally:
         if sys.implementation.name == "micropython":
-            sys.modules.pop(m, None)
-            g = globals()  # the import also bound the submodule here
-            if name in g:
-                del g[name]
+            g = globals()  # an import also binds the submodule here
+            for n in _ONCE:
+                sys.modules.pop("certpin." + n, None)
+                if n in g:
+                    del g[n]
 
 
 def loads(text):
@@ -346,6 +363,15 @@ def __getattr__(name):
     # Imported on first use, then cached in this module: the pure check()
     # (host tools, tests) and the TLS layer. A device that only connects
     # never loads check(); the host tools never load the TLS layer.
+    # update(bundle, path="/certpin.json") -> Pinset and
+    # fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None)
+    # -> (Pinset, changed) run their module for one call (docs/updates.md):
+    # nothing is cached, so a device that updates keeps no RAM for it.
+    if name == "update":
+        return lambda bundle, path="/certpin.json": _use("_update", "update", bundle, path)
+    if name == "fetch_update":
+        return lambda url=None, path="/certpin.json", timeout=10, cadata=None: _use(
+            "_fetch", "fetch_update", url, path, timeout, cadata)
     if name == "check":
         m = "certpin._check"
     elif name in ("SSLContext", "connect"):

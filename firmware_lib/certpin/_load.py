@@ -4,6 +4,7 @@
 # pinset it could not fully read), and every error names the field. Imported
 # for one use by certpin.load()/loads(), then dropped from RAM on a device.
 import json
+import os
 from binascii import a2b_base64, b2a_base64
 
 from certpin import Pinset, PinsetError, _ip
@@ -11,6 +12,7 @@ from certpin import Pinset, PinsetError, _ip
 PREFIXES = ("sha256/", "cert-sha256/")  # kind 1: SPKI pin, kind 2: whole-certificate pin
 _NAME = "abcdefghijklmnopqrstuvwxyz0123456789.-_:"
 _HEX = "0123456789abcdefABCDEF"
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 
 
 def _digits(s):
@@ -104,6 +106,11 @@ def _syntax(t):
 
 def loads(text):
     """Parse and validate pinset JSON (str or UTF-8 bytes) into a Pinset."""
+    return parse(text)[1]
+
+
+def parse(text):
+    # (the JSON object, its Pinset): certpin._update reads "update" from the object.
     try:
         if not isinstance(text, str):
             text = str(text, "utf-8")
@@ -118,32 +125,84 @@ def loads(text):
     except Exception as e:  # not text, not UTF-8, ValueError, RecursionError, MemoryError
         _fail("pinset", "not valid UTF-8 JSON text (%s)", e.args[0] if e.args else type(e).__name__)
     try:
-        return _validate(d)
+        return d, _validate(d)
     except PinsetError:
         raise
     except Exception as e:  # a shape no rule foresaw: refused all the same, as a PinsetError
         _fail("pinset", "cannot be read (%s: %s)", type(e).__name__, e)
 
 
+def date(v):
+    # (Y, M, D) of a "YYYY-MM-DD" calendar date (ASCII digits), else None.
+    s = v if isinstance(v, str) and len(v) == 10 and v[4] + v[7] == "--" else "x"
+    if not _digits(s[:4] + s[5:7] + s[8:]):
+        return None
+    y, m, n = int(s[:4]), int(s[5:7]), int(s[8:])
+    feb = 29 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 28
+    if not 0 < m < 13 or not 0 < n <= (31, feb, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[m - 1]:
+        return None
+    return (y, m, n)
+
+
+def _date(d, key):
+    v = d.get(key)
+    if v is None:
+        return None
+    r = date(v)
+    if r is None:
+        _fail(key, "expected a calendar date YYYY-MM-DD, found %r", v)
+    return r
+
+
+def _update_section(u):
+    # "update": who may sign the next pinset (certpin._update). The keys are
+    # checked here, so a pinset naming a key no update could ever verify
+    # against is refused when it is loaded, not when an update arrives.
+    _obj(u, ("keys", "threshold", "url"), "update")
+    keys = u.get("keys")
+    if not isinstance(keys, list) or not 0 < len(keys) < 17:
+        _fail("update.keys", "expected a list of 1 to 16 keys (base64 DER SubjectPublicKeyInfo of P-256 keys)")
+    from certpin._p256 import public_key  # dropped with this module after load on a device
+
+    for j, k in enumerate(keys):
+        f = "update.keys[%d]" % j
+        try:
+            der = a2b_base64(k) if isinstance(k, str) and not k.strip(_B64) else b""
+        except Exception:
+            der = b""
+        if not der or b2a_base64(der)[:-1] != k.encode():
+            _fail(f, "not standard base64 (with padding) of a DER SubjectPublicKeyInfo")
+        try:
+            public_key(der)
+        except ValueError as e:
+            _fail(f, "%s", e.args[0])
+        if k in keys[:j]:
+            _fail(f, "the same key as update.keys[%d]: a duplicate would count twice or never", keys.index(k))
+    t = u.get("threshold")
+    if type(t) is not int or not 0 < t <= len(keys):
+        _fail("update.threshold", "expected a whole number from 1 to %d (the number of keys), found %r", len(keys), t)
+    v = u.get("url")
+    if v is not None and not (
+        isinstance(v, str) and len(v) <= 512 and v[: 7 + (v[:5] == "https")] in ("http://", "https://")
+        and not [c for c in v if c <= " " or c > "~"]
+    ):
+        _fail("update.url", "expected an http:// or https:// URL of printable ASCII, at most 512 characters, found %r", v)
+
+
 def _validate(d):
-    _obj(d, ("format", "serial", "expires", "hosts"), "pinset")
+    _obj(d, ("format", "serial", "issued", "expires", "update", "hosts"), "pinset")
     v = d.get("format")
     if v != 1 or type(v) is not int:
         _fail("format", "expected 1, found %r", v)
     serial = d.get("serial")
     if serial is not None and (type(serial) is not int or serial < 0):
         _fail("serial", "expected a whole number >= 0, found %r", serial)
-    v = d.get("expires")
-    expires = None
-    if v is not None:
-        s = v if isinstance(v, str) and len(v) == 10 and v[4] + v[7] == "--" else "x"
-        if not _digits(s[:4] + s[5:7] + s[8:]):
-            _fail("expires", "expected a date YYYY-MM-DD, found %r", v)
-        y, m, n = int(s[:4]), int(s[5:7]), int(s[8:])
-        feb = 29 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 28
-        if not 0 < m < 13 or not 0 < n <= (31, feb, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[m - 1]:
-            _fail("expires", "%r is not a calendar date", v)
-        expires = (y, m, n)
+    expires = _date(d, "expires")
+    issued = _date(d, "issued")
+    if issued and expires and issued > expires:
+        _fail("issued", "%04d-%02d-%02d is after expires", *issued)
+    if "update" in d:
+        _update_section(d["update"])
     hosts = d.get("hosts")
     if not isinstance(hosts, dict) or not hosts:
         _fail("hosts", "expected a JSON object of one or more host entries")
@@ -204,18 +263,62 @@ def _validate(d):
             texts.append(pin)
             t += len(pin)
             r += 33
-    return Pinset(tuple(names), bytes(b), "".join(texts), serial, expires)
+    return Pinset(tuple(names), bytes(b), "".join(texts), serial, expires, issued)
+
+
+def floor_path(path):
+    # The time floor lives next to the pinset: /certpin.json -> /certpin.floor.
+    return (path[:-5] if path[-5:] == ".json" else path) + ".floor"
+
+
+def read_floor(fp):
+    # (Y, M, D) from the floor file, or None. certpin._floor.advance writes
+    # fp + ".tmp" and renames it over fp; on FAT that rename is delete then
+    # rename, so a power cut between the two leaves only the .tmp, which is
+    # then complete. Anything unreadable counts as no floor: the floor only
+    # ever makes expiry come sooner, never lets a connection through.
+    for p in (fp, fp + ".tmp"):
+        try:
+            with open(p, "rb") as f:
+                t = f.read(12)
+        except OSError:
+            continue
+        try:
+            return date(str(t[:10], "utf-8")) if len(t) == 11 and t[10] == 10 else None
+        except Exception:  # not UTF-8
+            return None
+    return None
+
+
+def read(path):
+    # The pinset file's bytes (at most 64 KiB and one byte, so a larger file is
+    # refused, not cut short). An update's install (certpin._update) moves the
+    # old file to path.bak before the new one takes its name; a power cut
+    # between the two leaves only path.bak, the old pinset: put it back.
+    try:
+        f = open(path, "rb")
+    except OSError:
+        try:
+            os.rename(path + ".bak", path)
+        except OSError:
+            pass
+        f = open(path, "rb")
+    with f:
+        # read(n) allocates n bytes up front on MicroPython: ask for the file's
+        # size (one more than the 64 KiB limit at most), not 64 KiB every boot.
+        return f.read(min(os.stat(path)[6], 65535) + 1)
 
 
 def load(path="/certpin.json"):
-    """Read and validate the pinset file at ``path``."""
+    """Read and validate the pinset file at ``path``, and its time floor."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(65536)
-        return loads(data)
+        ps = loads(read(path))
+        ps._fp = fp = floor_path(path)
+        v = read_floor(fp)
     except (OSError, ValueError, TypeError) as e:  # ValueError/TypeError: a path open() cannot take
         raise PinsetError("%s: cannot read the pinset file (%s)" % (path, e))
     except PinsetError as e:
         raise PinsetError("%s: %s" % (path, e.args[0]))
-
-
+    if v and (ps.floor is None or v > ps.floor):
+        ps.floor = v
+    return ps

@@ -6,8 +6,6 @@
 # aborts the handshake before any application byte is sent. Older firmware
 # (no verify_callback, or no SSLContext at all) is handled by certpin/_old.py,
 # which only such firmware ever loads.
-import time
-
 from certpin import Error, PinError, PinsetError, Pinset, _use, match, spki_sha256
 
 try:
@@ -18,16 +16,44 @@ except ImportError:  # MicroPython < 1.23 (and CPython): the C module ssl
     except ImportError:  # 1.20 and older on a port without the ssl -> ussl weak link
         import ussl as tls
 
-# A clock before this year is "not set yet" (no NTP): expiry is not judged.
-CLOCK_FLOOR = 2026
 # Rejects from the callback must be negative mbedTLS codes, and not
 # X509_CERT_VERIFY_FAILED (-0x2700): CERT_OPTIONAL forgives that one.
 _REJECT = -0x3000  # MBEDTLS_ERR_X509_FATAL_ERROR
 
 
-def today():
-    # (Y, M, D) UTC; gmtime hides the epoch (2000 on esp32, 1970 elsewhere).
-    return tuple(time.gmtime()[:3])
+# ---- time floor (issue 8): the notBefore of the certificate that matched ----
+def not_before(b):
+    # notBefore of a certificate spki_sha256() has just walked, as
+    # Y*10000 + M*100 + D (a small int: nothing is allocated inside the verify
+    # callback), or 0 when it is not a plain UTCTime/GeneralizedTime date.
+    try:
+        k = b[1]
+        i = 2 if k < 0x80 else k - 0x7E  # into Certificate
+        k = b[i + 1]
+        i += 2 if k < 0x80 else k - 0x7E  # into TBSCertificate
+        if b[i] == 0xA0:
+            i += 5  # version (checked by the walk)
+        for _ in range(3):  # serialNumber, signature, issuer
+            k = b[i + 1]
+            i += k + 2 if k < 0x80 else (b[i + 2] if k == 0x81 else b[i + 2] << 8 | b[i + 3]) + k - 0x7E
+        k = b[i + 1]
+        i += 2 if k < 0x80 else k - 0x7E  # into Validity
+        t = b[i]
+        if not (t == 0x17 and b[i + 1] == 13 or t == 0x18 and b[i + 1] == 15):
+            return 0
+        i += 2
+        v = 0
+        for j in range(i, i + (6 if t == 0x17 else 8)):
+            c = b[j] - 48
+            if not 0 <= c <= 9:
+                return 0
+            v = v * 10 + c
+        if t == 0x17:  # YYMMDD: 50-99 are 19YY (RFC 5280 4.1.2.5.1)
+            v += 19000000 if v >= 500000 else 20000000
+        m = v // 100 % 100
+        return v if 0 < m < 13 and 0 < v % 100 < 32 else 0
+    except IndexError:
+        return 0
 
 
 class Conn:
@@ -47,10 +73,11 @@ class Conn:
         self.pins = True  # False: expired pinset + CA validation = CA only
         self.leaf = False  # the check ran on depth 0
         self.matched = self.error = None
+        self.nb = 0  # notBefore of the matched certificate (not_before())
         self.seen = []  # (depth, digest or error text, subject)
         e = ps.expires
-        now = today()
-        if e and now[0] >= CLOCK_FLOOR and now > e:
+        f = ps.floor  # expiry is judged against the time floor, never the raw clock (docs/updates.md)
+        if e and f and f > e:
             self.pins = not self.verified
             self._notify(
                 "pinset_expired",
@@ -72,6 +99,8 @@ class Conn:
                     d = spki_sha256(cert)
                     if depth == 0 or self.verified:
                         self.matched = match(self.ps, self.r, cert, d)
+                        if self.matched is not None:
+                            self.nb = not_before(cert)  # used only once the handshake has passed: finish()
                 except Error as e:
                     d = e.args[0]
                 self.seen.append((depth, d, ""))
@@ -94,6 +123,13 @@ class Conn:
         if self.error is not None:
             self._fail("internal_error", "%s: the pin check failed: %r" % (self.host, self.error))
         elif not self.pins or self.matched is not None:
+            # Passed. Only now, with the handshake complete (the server proved
+            # it holds the pinned key), may the matched certificate's notBefore
+            # move the time floor; never from inside the callback.
+            n = self.nb
+            f = self.ps.floor
+            if n and (f is None or n > f[0] * 10000 + f[1] * 100 + f[2]):
+                _use("_floor", "advance", self.ps, (n // 10000, n // 100 % 100, n % 100))
             return
         elif not self.leaf:
             self._fail("not_checked", "%s: the handshake completed but the pin check never ran on the leaf" % self.host)

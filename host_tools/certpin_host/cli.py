@@ -1,11 +1,12 @@
-"""certpin: compute pins, build and lint pinsets, verify them against live servers, flash boards.
+"""certpin: compute pins, build, lint and sign pinsets, verify them against live servers, flash boards.
 
 Subcommands (each in its own module certpin_host/cmd_<name>.py):
   pin      print the SPKI pins of certificates, keys, CSRs or live servers
-  keygen   make an offline backup key pair and print its pin
-  pinset   build and check pinset files (new, add, from-server, lint)
+  keygen   make an offline backup key pair and print its pin, or a pinset signing key (--signing)
+  pinset   build, check and sign pinset files (new, add, from-server, set-update, lint, sign, check-update;
+           sign and check-update live in pinset_sign.py and pinset_check.py)
   verify   connect to every host of a pinset and report whether a device would accept it
-  flash    lint a pinset, then install it (and the device library) on a board atomically
+  flash    lint a pinset (or check a signed bundle against the board), then install it atomically
   vboard   run a virtual board: the MicroPython unix port behind a pseudo-terminal
 
 Each module provides ``register(subparsers)``, which adds its parser and sets
@@ -28,6 +29,12 @@ workflow:
   certpin verify pins.json                         # would a device accept every host now?
   certpin flash pins.json --port /dev/ttyUSB0 --lib
 
+signed updates (devices fetch and install them; docs/signing.md):
+  certpin keygen --signing sign-a.pem --public sign-a.pub.pem   # one per offline machine
+  certpin pinset set-update pins.json --update-key sign-a.pub.pem --update-key sign-b.pub.pem --threshold 2
+  certpin pinset sign pins.json --key sign-a.pem -o pins.jws    # each signer in turn
+  certpin pinset check-update pins.jws --current installed.json # exit 0: devices install it; publish
+
 exit status: 0 ok, 1 a check found problems, 2 usage error or a user mistake,
 130 interrupted. Run `certpin COMMAND --help` for each command.
 """
@@ -37,7 +44,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="certpin",
         description="Certificate and public-key pinning for MicroPython devices: "
-        "compute pins, build and lint pinsets, verify them against live servers, flash boards.",
+        "compute pins, build, lint and sign pinsets, verify them against live servers, flash boards.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

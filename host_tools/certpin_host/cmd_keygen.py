@@ -1,4 +1,4 @@
-"""certpin keygen: make an offline backup key pair and print its pin."""
+"""certpin keygen: make an offline backup key pair and print its pin, or a pinset signing key."""
 import argparse
 import os
 import sys
@@ -15,10 +15,19 @@ certificate for the backup key (openssl req -new -key FILE -subj /CN=HOST) and
 deploy it: devices in the field already trust it. Without a spare, the only
 way out is reflashing every device.
 
+--signing FILE makes a pinset SIGNING key instead (always ECDSA P-256, for
+ES256): the key that signs the next pinset a device fetches and installs. It
+prints two lines on stdout: the string that goes in the pinset's "update.keys"
+(base64 DER SubjectPublicKeyInfo) and its kid ("sha256/...", the key's pin,
+which names it in a signed bundle). Keep signing keys OFFLINE, each on its own
+machine, and never on a server: a signing key is never a TLS key.
+
 examples:
   certpin keygen backup-1.pem                 # EC P-256 (the default)
   certpin keygen backup-2.pem --type rsa      # RSA 2048 (--bits 3072 for more)
   certpin pinset new pins.json api.example.com --pin sha256/LIVE... --key backup-1.pem
+  certpin keygen --signing sign-a.pem --public sign-a.pub.pem
+  certpin pinset set-update pins.json --update-key sign-a.pub.pem --update-key sign-b.pub.pem --threshold 2
 
 The file is written with mode 0600 and is never overwritten.
 """
@@ -27,12 +36,15 @@ The file is written with mode 0600 and is never overwritten.
 def register(sub):
     p = sub.add_parser(
         "keygen",
-        help="make an offline backup key pair and print its pin",
-        description="Generate a backup key pair (PEM, PKCS#8, unencrypted, mode 0600) and print its sha256/ pin.",
+        help="make an offline backup key pair and print its pin, or a pinset signing key (--signing)",
+        description="Generate a backup key pair (PEM, PKCS#8, unencrypted, mode 0600) and print its sha256/ pin; "
+        "with --signing, a P-256 pinset signing key, printing its update.keys line and kid.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", metavar="FILE", help="where to write the private key (must not exist)")
+    p.add_argument("file", metavar="FILE", nargs="?", help="where to write the private key (must not exist)")
+    p.add_argument("--signing", metavar="FILE",
+                   help="make a P-256 pinset signing key in FILE instead of a backup key (must not exist)")
     p.add_argument("--type", choices=("ec", "rsa"), default="ec", help="key type (default ec: P-256)")
     p.add_argument("--curve", choices=("P-256", "P-384"), default="P-256", help="EC curve (default P-256)")
     p.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
@@ -44,6 +56,15 @@ def run(args):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+    if args.signing and args.file:
+        raise UserError("give FILE (a backup key) or --signing FILE (a pinset signing key), not both")
+    if not args.signing and not args.file:
+        raise UserError("give FILE (a backup key) or --signing FILE (a pinset signing key)")
+    if args.signing and (args.type != "ec" or args.curve != "P-256"):
+        raise UserError("--signing keys are always ECDSA P-256 (ES256, what a device verifies): "
+                        "drop --type/--curve")
+    if args.signing:
+        args.file = args.signing
     for path in (args.file, args.public):
         if path and os.path.lexists(path):
             raise UserError("%s: already exists: refusing to overwrite a key (choose another name)" % path)
@@ -63,6 +84,17 @@ def run(args):
         pub = key.public_key().public_bytes(serialization.Encoding.PEM,
                                             serialization.PublicFormat.SubjectPublicKeyInfo)
         _write_exclusive(args.public, pub, 0o644)
+    if args.signing:
+        from certpin_host import jws
+
+        print(jws.key_line(key.public_key()))
+        print(jws.kid(key.public_key()))
+        print("certpin: keygen: wrote a P-256 pinset signing key to %s (mode 0600)%s. Line 1 goes in the pinset's "
+              "\"update.keys\" (`certpin pinset set-update PINSET --update-key %s`), line 2 is its kid. Keep it "
+              "OFFLINE, on its own machine, and backed up: whoever holds enough signing keys can rewrite the pins "
+              "of every device." % (args.file, (", public key to %s" % args.public) if args.public else "",
+                                   args.public or args.file), file=sys.stderr)
+        return 0
     pin = spki_pin(key.public_key())
     print(pin)
     print("certpin: keygen: wrote %s key to %s (mode 0600)%s. Keep it OFFLINE and backed up: it is the spare "

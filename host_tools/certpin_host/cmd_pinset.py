@@ -1,26 +1,37 @@
-"""certpin pinset: build and check pinset files (new, add, from-server, lint)."""
+"""certpin pinset: build, check and sign pinset files (new, add, from-server, set-update, lint, sign,
+check-update)."""
 import argparse
 import json
 import os
 import sys
 
-from certpin_host import fetch, lint, pinsetfile
+from certpin_host import fetch, lint, pinset_check, pinset_sign, pinsetfile, updates
 from certpin_host.errors import EXIT_FAIL, UserError
 from certpin_host.pins import cert_item, check_pin, load_file, print_warnings
 
 EPILOG = """\
 subcommands:
-  new          create FILE with one host (refuses fewer than two distinct pins)
-  add          add or replace a host in FILE, bump "serial"
-  from-server  pin what a live server sends, plus your offline backup keys
-  lint         check FILE: what a device would refuse, plus governance rules
+  new           create FILE with one host (refuses fewer than two distinct pins)
+  add           add or replace a host in FILE, bump "serial"
+  from-server   pin what a live server sends, plus your offline backup keys
+  set-update    set the keys allowed to sign the next pinset (and threshold, URL), bump "serial"
+  lint          check FILE: what a device would refuse, plus governance rules
+  sign          make or extend a signed bundle (JWS) of FILE that devices install themselves
+  check-update  would a device holding the current pinset install a bundle now?
+
+Every command that writes FILE sets "issued" to today (UTC) when it bumps
+"serial", and lints the file afterwards.
 
 examples:
   certpin keygen backup-1.pem
   certpin pinset from-server pins.json api.example.com --backup backup-1.pem
   certpin pinset new pins.json api.example.com --pin sha256/AAAA...= --key backup-1.pem --expires 2027-06-30
   certpin pinset add pins.json mqtt.example.com --pin sha256/BBBB...= --pin sha256/CCCC...=
+  certpin keygen --signing sign-a.pem --public sign-a.pub.pem
+  certpin pinset set-update pins.json --update-key sign-a.pub.pem --update-key sign-b.pub.pem --threshold 2
   certpin pinset lint pins.json
+  certpin pinset sign pins.json --key sign-a.pem -o pins.jws
+  certpin pinset check-update pins.jws --current installed.json
 """
 
 _HOST_FLAGS_EPILOG = """\
@@ -29,14 +40,19 @@ Pins are sha256/<base64> (SPKI) or cert-sha256/<base64> (whole certificate).
 (handy for a backup key from `certpin keygen`). A pinset with a single pin has
 no backup: one rotated or lost key locks every device out, so two distinct pins
 are required unless --allow-single-pin.
+--update-key FILE (a P-256 public or private key, `certpin keygen --signing`)
+writes the "update" section: the keys allowed to sign the next pinset, of
+which --threshold N (default 1) must sign; --update-url URL is where devices
+fetch it.
 """
 
 
 def register(sub):
     p = sub.add_parser(
         "pinset",
-        help="build and check pinset files (new, add, from-server, lint)",
-        description="Build and check pinset files: the JSON a device loads.",
+        help="build, check and sign pinset files (new, add, from-server, set-update, lint, sign, check-update)",
+        description="Build, check and sign pinset files: the JSON a device loads, and the signed bundles a "
+        "device fetches and installs itself.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -45,23 +61,27 @@ def register(sub):
 
     n = ps.add_parser(
         "new", help="create a pinset with one host",
-        description="Create FILE holding one host and its pins (serial 1).",
+        description="Create FILE holding one host and its pins (serial 1, issued today).",
         epilog=_HOST_FLAGS_EPILOG + """
 examples:
   certpin pinset new pins.json api.example.com --pin sha256/AAAA...= --pin sha256/BBBB...=
   certpin pinset new pins.json api.example.com --pin sha256/AAAA...= --key backup-1.pem --expires 2027-06-30
+  certpin pinset new pins.json api.example.com --pin sha256/AAAA...= --key backup-1.pem \\
+      --update-key sign-a.pub.pem --update-key sign-b.pub.pem --threshold 1 --update-url https://updates.example.com/pins.jws
 """,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     n.add_argument("file", metavar="FILE")
     n.add_argument("host", metavar="HOST")
     _host_flags(n)
+    updates.add_flags(n, editing=False)
     n.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     n.set_defaults(func=run_new)
 
     a = ps.add_parser(
         "add", help="add or replace a host, bump serial",
-        description="Add HOST to FILE, or replace its entry, and increase \"serial\" by one.",
+        description="Add HOST to FILE, or replace its entry, increase \"serial\" by one and set \"issued\" "
+        "to today.",
         epilog=_HOST_FLAGS_EPILOG + """
 examples:
   certpin pinset add pins.json mqtt.example.com --pin sha256/AAAA...= --pin sha256/BBBB...=
@@ -72,6 +92,7 @@ examples:
     a.add_argument("file", metavar="FILE")
     a.add_argument("host", metavar="HOST")
     _host_flags(a)
+    updates.add_flags(a, editing=True)
     a.set_defaults(func=run_add)
 
     f = ps.add_parser(
@@ -104,7 +125,31 @@ examples:
     f.add_argument("--report-only", action="store_true", help="report mismatches but let connections go ahead")
     f.add_argument("--expires", metavar="DATE", help="pinset expiry, YYYY-MM-DD (UTC)")
     f.add_argument("--allow-single-pin", action="store_true", help="allow no --backup (not recommended)")
+    updates.add_flags(f, editing=True)
     f.set_defaults(func=run_from_server)
+
+    su = ps.add_parser(
+        "set-update", help="set the keys allowed to sign the next pinset, bump serial",
+        description="Set FILE's \"update\" section: the P-256 keys allowed to sign the next pinset, how many of "
+        "them must sign (threshold), and where devices fetch it (url). Increases \"serial\" and sets \"issued\".",
+        epilog="""\
+--update-key replaces the whole list of keys (give every key that should
+remain); without it the current keys stay and only --threshold/--update-url
+change. The keys of the pinset a device holds sign its NEXT update: to rotate
+a signing key, sign a pinset that lists the new key with the old keys.
+
+examples:
+  certpin keygen --signing sign-a.pem --public sign-a.pub.pem     # on offline machine A
+  certpin keygen --signing sign-b.pem --public sign-b.pub.pem     # on offline machine B
+  certpin pinset set-update pins.json --update-key sign-a.pub.pem --update-key sign-b.pub.pem --threshold 2
+  certpin pinset set-update pins.json --update-url https://updates.example.com/fleet-a/certpin.jws
+  certpin pinset set-update pins.json --update-key sign-b.pub.pem --update-key sign-c.pub.pem  # rotate A out
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    su.add_argument("file", metavar="FILE")
+    updates.add_flags(su, editing=True)
+    su.set_defaults(func=run_set_update)
 
     li = ps.add_parser(
         "lint", help="check a pinset: device refusals and governance rules",
@@ -130,6 +175,9 @@ examples:
     li.add_argument("--strict", action="store_true", help="warnings fail too")
     li.set_defaults(func=run_lint)
 
+    pinset_sign.register(ps)
+    pinset_check.register(ps)
+
 
 def _host_flags(p):
     p.add_argument("--pin", action="append", default=[], metavar="PIN", help="a pin; repeatable")
@@ -143,7 +191,7 @@ def _host_flags(p):
 
 def _no_sub(args):
     args.pinset_parser.print_help(sys.stderr)
-    raise UserError("missing subcommand: new, add, from-server or lint")
+    raise UserError("missing subcommand: new, add, from-server, set-update, lint, sign or check-update")
 
 
 # ---------------------------------------------------------------- building
@@ -212,34 +260,58 @@ def _lint_hint(path):
 def run_new(args):
     host = _host(args.host)
     entry = _entry(host, _pins_from_args(args), args)
-    data = {"format": pinsetfile.FORMAT, "serial": 1}
+    data = {"format": pinsetfile.FORMAT}
+    pinsetfile.stamp(data, 1)
     exp = _expires(args.expires)
     if exp:
         data["expires"] = exp
+    upd = updates.apply_flags(data, args)
     data["hosts"] = {host: entry}
     pinsetfile.write(args.file, data, overwrite=args.force)
-    print("%s: new pinset, serial 1, host %s with %d pins" % (args.file, host, len(entry["pins"])))
+    print("%s: new pinset, serial 1, host %s with %d pins%s" % (args.file, host, len(entry["pins"]),
+                                                                 ("; " + upd) if upd else ""))
     _lint_hint(args.file)
     return 0
 
 
-def _update(path, host, entry, expires):
+def _edit(path, change):
+    """Read FILE, apply change(data) -> description, bump serial and stamp issued, write; print what changed."""
     data = pinsetfile.read(path)
     serial = data.get("serial", 0)
     if type(serial) is not int or serial < 0:
         raise UserError("%s: \"serial\" is %r, not an integer >= 0: fix it first" % (path, serial))
-    hosts = data.setdefault("hosts", {})
-    old = None
-    for k in list(hosts):  # replace a spelling variant (case, trailing dot) too
-        if isinstance(k, str) and pinsetfile.normalise_host(k) == host:
-            old = hosts.pop(k)
-    hosts[host] = entry
-    data["serial"] = serial + 1
-    if expires:
-        data["expires"] = expires
+    what = change(data)
+    pinsetfile.stamp(data, serial + 1)
     pinsetfile.write(path, data)
-    action = "replaced" if old is not None else "added"
-    print("%s: %s host %s (%d pins), serial %d -> %d" % (path, action, host, len(entry["pins"]), serial, serial + 1))
+    print("%s: %s, serial %d -> %d" % (path, what, serial, serial + 1))
+    return 0
+
+
+def _update(path, host, entry, expires, args):
+    def change(data):
+        hosts = data.setdefault("hosts", {})
+        old = None
+        for k in list(hosts):  # replace a spelling variant (case, trailing dot) too
+            if isinstance(k, str) and pinsetfile.normalise_host(k) == host:
+                old = hosts.pop(k)
+        hosts[host] = entry
+        if expires:
+            data["expires"] = expires
+        upd = updates.apply_flags(data, args)
+        action = "replaced" if old is not None else "added"
+        return "%s host %s (%d pins)%s" % (action, host, len(entry["pins"]), ("; " + upd) if upd else "")
+
+    return _edit(path, change)
+
+
+def run_set_update(args):
+    if not updates.any_flag(args):
+        raise UserError("nothing to set: give --update-key FILE (repeatable), --threshold N, --update-url URL "
+                        "or --no-update-url")
+    if not os.path.exists(args.file):
+        raise UserError("%s: no such file (create it with `certpin pinset new`)" % args.file)
+    _edit(args.file, lambda data: updates.apply_flags(data, args))
+    _lint_hint(args.file)
     return 0
 
 
@@ -249,7 +321,7 @@ def run_add(args):
     exp = _expires(args.expires)
     if not os.path.exists(args.file):
         raise UserError("%s: no such file (create it with `certpin pinset new`)" % args.file)
-    _update(args.file, host, entry, exp)
+    _update(args.file, host, entry, exp, args)
     _lint_hint(args.file)
     return 0
 
@@ -313,14 +385,17 @@ def run_from_server(args):
               "cadata (certpin.SSLContext(pinset, cadata=...) / certpin.connect(..., cadata=...)). Without cadata a "
               "device checks only the leaf and refuses %s." % (args.level, host), file=sys.stderr)
     if os.path.exists(args.file):
-        _update(args.file, host, entry, exp)
+        _update(args.file, host, entry, exp, args)
     else:
-        data = {"format": pinsetfile.FORMAT, "serial": 1}
+        data = {"format": pinsetfile.FORMAT}
+        pinsetfile.stamp(data, 1)
         if exp:
             data["expires"] = exp
+        upd = updates.apply_flags(data, args)
         data["hosts"] = {host: entry}
         pinsetfile.write(args.file, data, overwrite=False)
-        print("%s: new pinset, serial 1, host %s with %d pins" % (args.file, host, len(entry["pins"])))
+        print("%s: new pinset, serial 1, host %s with %d pins%s" % (args.file, host, len(entry["pins"]),
+                                                                     ("; " + upd) if upd else ""))
     _lint_hint(args.file)
     return 0
 

@@ -117,6 +117,31 @@ def commit_code(items, stale=()):
     ]) + "\n"
 
 
+def read_code(paths, limit):
+    """Print each file of paths (base64 lines) between markers, or that it is missing; by index."""
+    return "\n".join([
+        "def _read():",
+        "    import binascii",
+        "    for i, p in enumerate(%r):" % (list(paths),),
+        "        try:",
+        "            f = open(p, 'rb')",
+        "        except OSError:",
+        "            print(%r, 'missing', i)" % _MARK,
+        "            continue",
+        "        n = 0",
+        "        with f:",
+        "            while n <= %d:" % limit,
+        "                b = f.read(384)",
+        "                if not b:",
+        "                    break",
+        "                n += len(b)",
+        "                print(%r, 'data', i, binascii.b2a_base64(b).decode().strip())" % _MARK,
+        "        print(%r, 'end', i)" % _MARK,
+        "_read()",
+        "del _read",
+    ]) + "\n"
+
+
 def cleanup_code(temps):
     return ("def _cleanup():\n    import os\n    for p in %r:\n        try:\n            os.remove(p)\n"
             "        except OSError:\n            pass\n_cleanup()\ndel _cleanup\n" % (list(temps),))
@@ -283,24 +308,54 @@ def sha256_file(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+# -- reading files back -------------------------------------------------------------------
+
+def read_files(port, paths, tool="mpremote", timeout=120, limit=65536):
+    """{path: bytes, or None when the board has no such file}; at most limit+384 bytes each.
+
+    One script run through the tool prints every file base64-encoded between markers, so
+    both tools read the same way (and a file's absence is told apart from an empty file).
+    """
+    import binascii
+
+    t = make_tool(tool, port, timeout)
+    try:
+        out = t.exec(read_code(paths, limit), "read")
+    finally:
+        t.close()
+    chunks = {i: [] for i in range(len(paths))}
+    state = {}
+    for words in _marks(out):
+        if len(words) >= 2 and words[1].isdigit() and int(words[1]) in chunks:
+            i = int(words[1])
+            if words[0] == "data" and len(words) == 3:
+                chunks[i].append(binascii.a2b_base64(words[2]))
+            elif words[0] in ("missing", "end"):
+                state[i] = words[0]
+    if len(state) != len(paths):
+        raise FlashError("read: no complete answer from the board on %s (output: %r)" % (port, out[-300:]))
+    return {p: (b"".join(chunks[i]) if state[i] == "end" else None) for i, p in enumerate(paths)}
+
+
 # -- flash -------------------------------------------------------------------------------
 
-def flash(port, pinset=None, dest="/certpin.json", tool="mpremote", lib=False, log=print, timeout=120):
+def flash(port, pinset=None, dest="/certpin.json", tool="mpremote", lib=False, log=print, timeout=120, remove=()):
     """Copy pinset (a local path, or None) to dest and, with lib, the library to /lib/certpin.
 
+    remove: board files to delete once everything is renamed into place (stale leftovers).
     Returns a dict: files installed, whether the library is .mpy, board facts.
     Raises FlashError.
     """
     t = make_tool(tool, port, timeout)
     work = tempfile.mkdtemp(prefix="certpin-flash-lib-")
     try:
-        return _flash(t, pinset, dest, lib, log, work)
+        return _flash(t, pinset, dest, lib, log, work, list(remove))
     finally:
         t.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _flash(t, pinset, dest, lib, log, work):
+def _flash(t, pinset, dest, lib, log, work, remove):
     lib_names = [os.path.splitext(os.path.basename(s))[0] for s in library_sources()] if lib else []
     # every temporary name this flash could use: whatever an interrupted run left is removed first
     temps = []
@@ -332,7 +387,7 @@ def _flash(t, pinset, dest, lib, log, work):
 
     pairs = []  # (local file, remote temporary name)
     items = []  # (remote temporary name, destination, sha256)
-    stale = []
+    stale = remove
     use_mpy = None
     if lib:
         board_v = board_mpy_version(int(facts.get("mpy", "0")))

@@ -10,7 +10,7 @@ entry concerned or None. Options: ``today`` (a date, default today UTC) and
 """
 import collections
 
-from certpin_host import pinsetfile
+from certpin_host import pinsetfile, updates
 from certpin_host.pins import PinFormatError, parse_pin
 
 Finding = collections.namedtuple("Finding", "level host message")
@@ -98,6 +98,9 @@ def lint_pinset_text(text, today=None, max_days=DEFAULT_MAX_DAYS):
                 warn("\"expires\" %s is %d days away (more than %d): a long-lived pinset outlives its keys"
                      % (data["expires"], days, max_days))
 
+    _lint_issued(data, today, err)
+    updates.lint_update(data, err, warn)
+
     hosts = data.get("hosts")
     if "hosts" not in data:
         err("missing \"hosts\"")
@@ -116,6 +119,25 @@ def lint_pinset_text(text, today=None, max_days=DEFAULT_MAX_DAYS):
             else:
                 seen[key] = host
     return out + _device_findings(text, out)
+
+
+def _lint_issued(data, today, err):
+    if "issued" not in data:
+        return
+    try:
+        issued = pinsetfile.parse_date(data["issued"])
+    except ValueError as e:
+        err("\"issued\": %s" % e)
+        return
+    try:
+        exp = pinsetfile.parse_date(data.get("expires"))
+    except ValueError:
+        exp = None
+    if exp is not None and issued > exp:
+        err("\"issued\" %s is after \"expires\" %s" % (data["issued"], data["expires"]))
+    if (issued - today).days > 1:  # a day of slack for time zones
+        err("\"issued\" %s is in the future: a device takes it as authenticated time, so its pinset would "
+            "count as expired early" % data["issued"])
 
 
 def _lint_host(host, entry, err, warn):

@@ -14,8 +14,9 @@ import tempfile
 from certpin_host.errors import UserError
 
 FORMAT = 1
-TOP_KEYS = ("format", "serial", "expires", "hosts")
+TOP_KEYS = ("format", "serial", "issued", "expires", "update", "hosts")
 HOST_KEYS = ("pins", "subdomains", "report_only")
+UPDATE_KEYS = ("keys", "threshold", "url")
 
 # A small, PARTIAL list of public suffixes (the full list is
 # https://publicsuffix.org/list/, several thousand entries). `subdomains: true`
@@ -93,6 +94,15 @@ def today():
     return datetime.datetime.now(datetime.timezone.utc).date()
 
 
+def stamp(data, serial):
+    """A new release of the pinset: set "serial" and "issued" (today, UTC).
+
+    Every write that bumps the serial stamps "issued": a device takes a signed
+    pinset's "issued" as authenticated time (its expiry floor)."""
+    data["serial"] = serial
+    data["issued"] = today().isoformat()
+
+
 class DuplicateKeys(list):
     pass
 
@@ -138,7 +148,7 @@ def read(path):
 
 
 def dumps(data):
-    """Stable key order (format, serial, expires, hosts; hosts sorted), indent=2, trailing newline."""
+    """Stable key order (TOP_KEYS, then hosts sorted, update as UPDATE_KEYS), indent=2, trailing newline."""
     out = {}
     for k in TOP_KEYS:
         if k in data:
@@ -146,6 +156,11 @@ def dumps(data):
     for k in sorted(data):  # keep (so lint can flag) anything unexpected, after the known keys
         if k not in out:
             out[k] = data[k]
+    upd = out.get("update")
+    if isinstance(upd, dict):
+        u = {k: upd[k] for k in UPDATE_KEYS if k in upd}
+        u.update({k: upd[k] for k in sorted(upd) if k not in u})
+        out["update"] = u
     hosts = {}
     for h in sorted(out.get("hosts", {})):
         entry = out["hosts"][h]

@@ -71,11 +71,17 @@ def image_name(fs):
     return "flash-%s.img" % fs
 
 
-def boot_script(fs, root, image=None, mkfs=False):
+def boot_script(fs, root, image=None, mkfs=False, cut_after=None):
     """MicroPython source run before the REPL (`micropython -i boot.py`).
 
     Every host path is quoted with repr(). Names are deleted at the end so the
     REPL's globals look like a board's.
+
+    cut_after (tests only, lfs2/fat; never set by `certpin vboard`): the flash
+    loses power after that many block writes: every later write is dropped and
+    raises OSError(EIO), so the image holds exactly the first cut_after writes.
+    -1 counts without cutting. The block device stays in the globals as
+    ``_bdev`` (``_bdev.writes``: block writes so far) for the test to read.
     """
     lines = ["import vfs, os, sys"]
     if fs == "posix":
@@ -114,6 +120,14 @@ def boot_script(fs, root, image=None, mkfs=False):
             "        self.f.seek(n * self.bs + off)",
             "        self.f.readinto(buf)",
             "    def writeblocks(self, n, buf, off=0):",
+        ]
+        if cut_after is not None:
+            lines += [
+                "        self.writes += 1",
+                "        if self.cut >= 0 and self.writes > self.cut:",
+                "            raise OSError(5)  # the power is gone: this write and every later one are lost",
+            ]
+        lines += [
             "        self.f.seek(n * self.bs + off)",
             "        self.f.write(buf)",
             "    def ioctl(self, op, arg):",
@@ -125,11 +139,13 @@ def boot_script(fs, root, image=None, mkfs=False):
             "_bdev = _BlockDev(open(%r, 'r+b'), %d, %d)" % (image, BLOCK_SIZE, os.path.getsize(image) // BLOCK_SIZE),
             "vfs.umount('/')",
         ]
+        if cut_after is not None:
+            lines.append("_bdev.writes = 0; _bdev.cut = %d" % cut_after)
         if mkfs:
             lines.append("vfs.%s.mkfs(_bdev)" % cls)
         lines += [
             "vfs.mount(vfs.%s(_bdev), '/')" % cls,
-            "del _BlockDev, _bdev",
+            "del _BlockDev" + (", _bdev" if cut_after is None else ""),
         ]
     lines += [
         "os.chdir('/')",

@@ -8,7 +8,10 @@
 # "check" (certpin.check() of the DER file "leaf", no network) |
 # "retry" (deferred: write, and after a refusal write and read again on the
 # same socket; "again" in the result says what the second attempt did),
-# "fake_date": [Y, M, D] (optional: pretend today's date), "timeout": socket
+# "fake_date": [Y, M, D] (optional: the clock says so), "ntp": [host, port]
+# (optional: the clock is set from this NTP server), "floor": "YYYY-MM-DD"
+# (optional: pinset_text is written to certpin.json beside CONFIG with this
+# time floor in certpin.floor, and read with certpin.load()), "timeout": socket
 # timeout in seconds (default 10), "on_failure_raises": true (the callback
 # records, then raises RuntimeError, as a buggy application's would)}.
 # A failure that is not a certpin.Error reports "oserror": whether it is an
@@ -29,11 +32,49 @@ def on_failure(rec):
     if cfg.get("on_failure_raises"):
         raise RuntimeError("the application's on_failure raised")
 
-if cfg.get("fake_date"):
-    import certpin._tls
+if cfg.get("ntp"):
+    # Set the clock from an NTP server, as the board examples do with ntptime
+    # (which the unix port lacks): a real SNTP exchange over UDP, then the
+    # clock reads what the server said (fake_date below). NTP is not
+    # authenticated: an on-path attacker answers whatever it likes.
+    import socket
 
-    _date = tuple(cfg["fake_date"])
-    certpin._tls.today = lambda: _date  # the library's one reading of the clock
+    q = bytearray(48)
+    q[0] = 0x1B  # LI 0, version 3, mode 3 (client)
+    ai = socket.getaddrinfo(cfg["ntp"][0], cfg["ntp"][1])[0][-1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(5)
+    u.sendto(q, ai)
+    m = u.recv(48)
+    u.close()
+    secs = int.from_bytes(m[40:44], "big")
+    if secs < 0x80000000:
+        secs += 0x100000000  # RFC 4330 section 3: MSB clear means era 1 (after 2036-02-07)
+    secs -= 2208988800  # NTP -> Unix seconds
+    days = secs // 86400 + 719468  # civil date from days since 1970-01-01 (H. Hinnant)
+    era = days // 146097
+    doe = days - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    dd = doy - (153 * mp + 2) // 5 + 1
+    mm = mp + 3 if mp < 10 else mp - 9
+    cfg["fake_date"] = [yoe + era * 400 + (mm <= 2), mm, dd]
+    cfg["ntp_date"] = cfg["fake_date"]
+
+if cfg.get("fake_date"):
+    # The device clock says fake_date from now on: every later `import time`
+    # (the library's included) gets this stand-in. Expiry must not depend on it.
+    import time as _real
+
+    class _Clock:
+        def gmtime(self, *a):
+            return tuple(cfg["fake_date"]) + (0, 0, 0, 0, 0)
+
+        def __getattr__(self, name):
+            return getattr(_real, name)
+
+    sys.modules["time"] = _Clock()
 
 
 def read_all(s):
@@ -51,7 +92,15 @@ def request(s):
 
 
 def run():
-    if "pinset_text" in cfg:
+    if "pinset_text" in cfg and cfg.get("floor"):
+        # A pinset file with a time floor file next to it, read by load().
+        d = sys.argv[1].rsplit("/", 1)[0]
+        with open(d + "/certpin.json", "w") as f:
+            f.write(cfg["pinset_text"])
+        with open(d + "/certpin.floor", "w") as f:
+            f.write(cfg["floor"] + "\n")
+        ps = certpin.load(d + "/certpin.json")
+    elif "pinset_text" in cfg:
         ps = certpin.loads(cfg["pinset_text"])
     else:
         ps = certpin.load(cfg["pinset"])
@@ -142,4 +191,11 @@ out["failures"] = failures
 out["again"] = again
 out["raw_closed"] = raw_closed
 out["runtime"] = sys.implementation.name
+out["ntp_date"] = cfg.get("ntp_date")
+if cfg.get("floor"):
+    try:
+        with open(sys.argv[1].rsplit("/", 1)[0] + "/certpin.floor") as f:
+            out["floor_after"] = f.read().strip()
+    except OSError:
+        out["floor_after"] = None
 print(json.dumps(out))

@@ -140,3 +140,78 @@ def serve_pems(directory, name, chain_pems, key_pem, cls=TLSServer, **kw):
     with open(key, "wb") as f:
         f.write(key_pem)
     return cls(chain, key, name=name, **kw).start()
+
+
+# ------------------------------------------------------------------ forged certificate
+
+def forged_leaf(public_key, issuer_ca, not_before, name="localhost", days=365):
+    """A certificate for `name` carrying SOMEONE ELSE'S public key (e.g. the genuine
+    pinned one), signed by trustme CA `issuer_ca`, valid from `not_before`. DER."""
+    issuer_key = serialization.load_pem_private_key(issuer_ca.private_key_pem.bytes(), None)
+    issuer_cert = x509.load_pem_x509_certificate(issuer_ca.cert_pem.bytes())
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuer_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(issuer_key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+
+
+class ForgedKeyServer(Listener):
+    """A TLS 1.2 server that presents `chain_ders` (leaf first) although it does not
+    hold the leaf's private key: its ServerKeyExchange is signed with `signing_key`
+    (its own). Real TLS records; no TLS library would let a server do this, hence
+    the hand-made handshake. A client sees (and may pin-match) the certificate,
+    then must fail the handshake on the ServerKeyExchange signature.
+
+    ECDHE-ECDSA-AES128-GCM-SHA256 on secp256r1 only, no session resumption.
+    `hellos` counts ClientHellos; `app_bytes` stays empty (no handshake finishes).
+    """
+
+    def __init__(self, chain_ders, signing_key, host="127.0.0.1"):
+        super().__init__(host, backlog=16)
+        self.chain = chain_ders
+        self.key = signing_key
+        self.hellos = 0
+        self.app_bytes = b""
+
+    def _handle(self, conn):
+        try:
+            conn.settimeout(10)
+            data = b""
+            while len(data) < 5 or len(data) < 5 + int.from_bytes(data[3:5], "big"):
+                chunk = conn.recv(16384)
+                if not chunk:
+                    return
+                data += chunk
+            if data[0] != 0x16 or data[5] != 0x01:
+                return
+            self.hellos += 1
+            client_random = data[11:43]
+            server_random = os.urandom(32)
+            eph = ec.generate_private_key(ec.SECP256R1())
+            point = eph.public_key().public_bytes(serialization.Encoding.X962,
+                                                  serialization.PublicFormat.UncompressedPoint)
+            params = b"\x03\x00\x17" + bytes([len(point)]) + point
+            sig = self.key.sign(client_random + server_random + params, ec.ECDSA(hashes.SHA256()))
+
+            def hs(t, body):
+                return bytes([t]) + len(body).to_bytes(3, "big") + body
+
+            ext = b"\xff\x01\x00\x01\x00" + b"\x00\x0b\x00\x02\x01\x00"  # renegotiation_info, ec_point_formats
+            hello = b"\x03\x03" + server_random + b"\x00" + b"\xc0\x2b" + b"\x00" + len(ext).to_bytes(2, "big") + ext
+            certs = b"".join(len(c).to_bytes(3, "big") + c for c in self.chain)
+            ske = params + b"\x04\x03" + len(sig).to_bytes(2, "big") + sig
+            msgs = hs(2, hello) + hs(11, len(certs).to_bytes(3, "big") + certs) + hs(12, ske) + hs(14, b"")
+            conn.sendall(b"\x16\x03\x03" + len(msgs).to_bytes(2, "big") + msgs)
+            conn.recv(4096)  # the client's alert, or its key exchange (never answered)
+        except OSError:
+            pass
+        finally:
+            conn.close()

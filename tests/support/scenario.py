@@ -18,7 +18,7 @@ def pinset_text(host_pins, expires=None, serial=None, **entry):
 
 
 def run_client(runtime, tmp_path, port, pins=None, text=None, host="localhost", cadata=None,
-               mode="blocking", fake_date=None, name="cfg", cadata_bytearray=False, **pinset_kw):
+               mode="blocking", fake_date=None, floor=None, ntp=None, name="cfg", cadata_bytearray=False, **pinset_kw):
     if text is None:
         text = pinset_text({host.lower().rstrip("."): pins}, **pinset_kw)
     cfg = {"pinset_text": text, "host": host, "port": port, "mode": mode, "addr": "127.0.0.1"}
@@ -27,6 +27,10 @@ def run_client(runtime, tmp_path, port, pins=None, text=None, host="localhost", 
         cfg["cadata_bytearray"] = cadata_bytearray
     if fake_date:
         cfg["fake_date"] = list(fake_date)
+    if floor:
+        cfg["floor"] = floor
+    if ntp:
+        cfg["ntp"] = list(ntp)
     path = os.path.join(str(tmp_path), name + ".json")
     with open(path, "w") as f:
         json.dump(cfg, f)

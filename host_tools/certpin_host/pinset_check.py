@@ -1,0 +1,237 @@
+"""certpin pinset check-update: would a device holding the current pinset install this bundle now?
+
+The verdict is the device library's own (certpin._update.verify, the function
+certpin.update() runs on a board); this module only reads the files, shows the
+signatures and what would change, and maps the verdict to an exit status.
+"""
+import argparse
+import json
+import sys
+
+from certpin_host import jws, pinsetfile
+from certpin_host.errors import EXIT_FAIL, UserError
+
+HELP = "would a device holding the current pinset install this bundle now? (exit 0 yes, 1 no)"
+
+EPILOG = """\
+The gate a publishing pipeline runs before it uploads a bundle. The decision is
+made by the device library's own code (certpin._update.verify), in the device's
+order: size, JWS form, the current pinset's update keys, each signature (alg
+ES256, a kid of the CURRENT pinset, a valid signature), the threshold of
+distinct keys, then the payload as a pinset, its serial (greater than the
+current one, else a rollback; the same bytes are a no-op), its expiry.
+
+On refusal the reason is one of: too_large, not_jws, no_update_keys, no_serial,
+unsupported_alg, unknown_key, bad_signature, threshold, bad_pinset, rollback,
+expired.
+
+examples:
+  certpin pinset check-update pins.jws --current installed.json
+  certpin pinset check-update pins.jws --current installed.json --json
+  certpin pinset check-update pins.jws --current installed.json --today 2027-01-01
+
+exit status: 0 a device installs it (or already holds exactly this pinset),
+1 a device refuses it (the reason is printed), 2 a file is missing or unreadable.
+"""
+
+
+def register(ps):
+    c = ps.add_parser("check-update", help=HELP, description="Decide, with the device library's own code, whether "
+                      "a device holding CURRENT installs BUNDLE now; print the reason or what would change.",
+                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("bundle", metavar="BUNDLE")
+    c.add_argument("--current", required=True, metavar="PINSET", help="the pinset the devices hold now")
+    c.add_argument("--today", metavar="DATE", help="judge expiry as of this UTC date (default: today)")
+    c.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    c.set_defaults(func=run)
+
+
+def read_bytes(path, what):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise UserError("%s: no such file" % path)
+    except IsADirectoryError:
+        raise UserError("%s: is a directory, not a %s" % (path, what))
+    except OSError as e:
+        raise UserError("%s: cannot read: %s" % (path, e.strerror or e))
+
+
+def device_verify():
+    """certpin._update.verify, or UserError when the installed device library has no updates."""
+    try:
+        from certpin import _update
+    except ImportError as e:
+        raise UserError("the installed device library (certpin %s) cannot verify updates (%s): reinstall certpin"
+                        % (_version(), e))
+    return _update.verify
+
+
+def _version():
+    try:
+        import certpin
+
+        return certpin.__version__
+    except Exception:
+        return "?"
+
+
+def decide(installed, bundle, today=None):
+    """(verdict dict, payload bytes or None) for a device holding `installed` offered `bundle`.
+
+    verdict: ok, same, reason, message, serial_from, serial_to, issued, expires.
+    """
+    import certpin
+
+    verify = device_verify()
+    v = {"ok": False, "same": False, "reason": None, "message": None, "serial_from": None, "serial_to": None,
+         "issued": None, "expires": None}
+    try:
+        payload, new, same = verify(installed, bundle, today)
+    except certpin.Error as e:
+        v["reason"] = getattr(e, "reason", None) or ("bad_current" if isinstance(e, certpin.PinsetError) else "error")
+        v["message"] = e.args[0] if e.args else str(e)
+        return v, None
+    v.update(ok=True, same=bool(same), serial_to=new.serial, issued=_date(getattr(new, "issued", None)),
+             expires=_date(new.expires))
+    try:
+        v["serial_from"] = json.loads(installed.decode("utf-8")).get("serial")
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        pass
+    return v, bytes(payload)
+
+
+def _date(t):
+    return "%04d-%02d-%02d" % tuple(t) if t else None
+
+
+def signature_verdicts(current_bytes, bundle_bytes):
+    """[{index, kid, verdict}] for display (the device decides; this says which signature is which)."""
+    try:
+        cur = json.loads(current_bytes.decode("utf-8"))
+        lines = cur["update"]["keys"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        lines = []
+    keys = {}
+    for line in lines if isinstance(lines, list) else []:
+        try:
+            pub = jws.public_key_of_line(line)
+        except ValueError:
+            continue
+        keys[jws.kid(pub)] = pub
+    try:
+        b = jws.loads(bundle_bytes)
+    except jws.BundleError:
+        return []
+    out = []
+    for i, header, kid_, raw, problem in b.entries():
+        if problem:
+            verdict = "malformed: %s" % problem
+        elif header.get("alg") != jws.ALG:
+            verdict = "unsupported alg %r" % (header.get("alg"),)
+        elif kid_ not in keys:
+            verdict = "unknown key (not an update key of the current pinset)"
+        elif len(raw) != 64 or not jws.verify_der(keys[kid_], jws.raw_to_der(raw),
+                                                   b.signing_input(b.signatures[i]["protected"])):
+            verdict = "bad signature"
+        else:
+            verdict = "valid"
+        out.append({"index": i, "kid": kid_, "verdict": verdict})
+    return out
+
+
+def changes(old_bytes, new_bytes):
+    """Human-readable differences between two pinsets (best effort: both were validated already)."""
+    try:
+        old = json.loads(old_bytes.decode("utf-8"))
+        new = json.loads(new_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return []
+    out = []
+    for k in ("expires", "issued"):
+        if old.get(k) != new.get(k):
+            out.append("%s: %s -> %s" % (k, old.get(k, "(none)"), new.get(k, "(none)")))
+    oh, nh = old.get("hosts", {}), new.get("hosts", {})
+    for h in sorted(set(oh) | set(nh)):
+        if h not in oh:
+            out.append("host %s added (%d pins)" % (h, len(nh[h].get("pins", []))))
+        elif h not in nh:
+            out.append("host %s removed" % h)
+        elif oh[h] != nh[h]:
+            op, np_ = oh[h].get("pins", []), nh[h].get("pins", [])
+            parts = ["+" + p for p in np_ if p not in op] + ["-" + p for p in op if p not in np_]
+            for flag in ("subdomains", "report_only"):
+                if oh[h].get(flag, False) != nh[h].get(flag, False):
+                    parts.append("%s %s" % (flag, str(nh[h].get(flag, False)).lower()))
+            out.append("host %s: %s" % (h, " ".join(parts) or "reordered"))
+    ou, nu = old.get("update") or {}, new.get("update") or {}
+    ok_, nk = _kids(ou.get("keys")), _kids(nu.get("keys"))
+    if ok_ != nk:
+        out.append("update keys: %s" % " ".join(["+" + k for k in nk if k not in ok_] +
+                                                ["-" + k for k in ok_ if k not in nk]))
+    for k in ("threshold", "url"):
+        if ou.get(k) != nu.get(k):
+            out.append("update %s: %s -> %s" % (k, ou.get(k, "(none)"), nu.get(k, "(none)")))
+    if "update" in old and "update" not in new:
+        out.append("WARNING: the new pinset has no \"update\": devices that install it can only be fixed by "
+                   "reflashing")
+    return out
+
+
+def _kids(lines):
+    out = []
+    for line in lines if isinstance(lines, list) else []:
+        try:
+            out.append(jws.kid_of_line(line))
+        except (ValueError, TypeError):
+            out.append("(bad key)")
+    return out
+
+
+def _today(text):
+    if text is None:
+        return None
+    try:
+        d = pinsetfile.parse_date(text)
+    except ValueError as e:
+        raise UserError("--today: %s" % e)
+    return (d.year, d.month, d.day)
+
+
+def run(args):
+    today = _today(args.today)
+    current = read_bytes(args.current, "pinset")
+    bundle = read_bytes(args.bundle, "bundle")
+    verdict, payload = decide(current, bundle, today)
+    sigs = signature_verdicts(current, bundle)
+    diff = changes(current, payload) if payload is not None and not verdict["same"] else []
+    if args.json:
+        doc = {"bundle": args.bundle, "current": args.current}
+        doc.update(verdict)
+        doc.update(signatures=sigs, changes=diff)
+        print(json.dumps(doc, indent=2))
+    else:
+        _print_text(args, verdict, sigs, diff)
+    return 0 if verdict["ok"] else EXIT_FAIL
+
+
+def _print_text(args, v, sigs, diff):
+    where = "%s: a device holding %s" % (args.bundle, args.current)
+    if not v["ok"]:
+        msg = v["message"] or ""
+        prefix = "pinset update refused (%s): " % v["reason"]
+        print("%s REFUSES it (%s): %s" % (where, v["reason"], msg[len(prefix):] if msg.startswith(prefix) else msg))
+        if "signatures[" in msg:  # the device's message lists every signature's verdict already
+            sigs = []
+    elif v["same"]:
+        print("%s already holds exactly this pinset (serial %s): a no-op, nothing is written" % (where, v["serial_to"]))
+    else:
+        print("%s installs it: serial %s -> %s" % (where, v["serial_from"], v["serial_to"]))
+    for s in sigs:
+        print("  signatures[%d] %s: %s" % (s["index"], s["kid"] or "(no kid)", s["verdict"]))
+    if v["ok"]:
+        print("  issued %s, expires %s" % (v["issued"] or "(none)", v["expires"] or "(never)"))
+        for line in diff:
+            print("  " + line)
+    sys.stdout.flush()

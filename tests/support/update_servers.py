@@ -1,0 +1,92 @@
+"""HTTP(S) servers on 127.0.0.1 that serve update bundles, well or badly.
+
+UpdateServer(mode, body): every GET gets, by mode:
+  ok        200 with Content-Length and the body
+  nolength  200 without Content-Length, the body, then close
+  stall     accepts, reads the request, never answers (until stopped)
+  trickle   200 headers, then the body one byte every `delay` seconds
+  huge      200 without Content-Length, then 1 MiB
+  biglength 200 with Content-Length: 1048576 (and the body)
+  short     200 with Content-Length larger than what is sent, then close
+  redirect  302 with a Location
+  notfound  404
+  garbage   random bytes, no HTTP
+  longhead  200 then 64 KiB of headers
+mode may be a list: the n-th request gets mode[n] (the last one from then on).
+With tls=(chain_path, key_path) it speaks HTTPS. `requests` counts the GETs.
+"""
+import os
+import socket
+import ssl
+import threading
+
+from support.servers import Listener
+
+
+class UpdateServer(Listener):
+    def __init__(self, mode, body=b"", tls=None, delay=0.5, location="http://127.0.0.1:1/elsewhere.jws"):
+        super().__init__()
+        self.mode, self.body, self.delay, self.location = mode, body, delay, location
+        self.ctx = None
+        if tls:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(*tls)
+        self.requests = []
+
+    def url(self, path="/fleet/certpin.jws"):
+        return "%s://127.0.0.1:%d%s" % ("https" if self.ctx else "http", self.port, path)
+
+    def _handle(self, conn):
+        conn.settimeout(30)
+        try:
+            c = self.ctx.wrap_socket(conn, server_side=True) if self.ctx else conn
+            data = b""
+            while b"\r\n\r\n" not in data and len(data) < 8192:
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            self.requests.append(data)
+            self._answer(c)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _answer(self, c):
+        m, body = self.mode, self.body
+        if isinstance(m, list):
+            m = m[min(len(self.requests), len(m)) - 1]
+        if m == "ok":
+            c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/jose+json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        elif m == "nolength":
+            c.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + body)
+        elif m == "stall":
+            self._stop.wait(60)
+        elif m == "trickle":
+            c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+            for i in range(len(body)):
+                if self._stop.wait(self.delay):
+                    return
+                c.sendall(body[i : i + 1])
+        elif m == "huge":
+            c.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+            for _ in range(256):
+                c.sendall(b"x" * 4096)
+        elif m == "biglength":
+            c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 1048576\r\n\r\n" + body)
+        elif m == "short":
+            c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(body) + 100) + body)
+        elif m == "redirect":
+            c.sendall(b"HTTP/1.0 302 Found\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n" % self.location.encode())
+        elif m == "notfound":
+            c.sendall(b"HTTP/1.0 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found")
+        elif m == "garbage":
+            c.sendall(os.urandom(3000))
+        elif m == "longhead":
+            c.sendall(b"HTTP/1.0 200 OK\r\n" + b"X-Filler: " + b"a" * 65536 + b"\r\n\r\n" + body)
+        else:
+            raise ValueError(m)

@@ -1,0 +1,118 @@
+"""certpin.fetch_update() against local HTTP(S) servers, on CPython and the unix port.
+
+Servers that stall, trickle, send 1 MiB, announce 1 MiB, close early, redirect,
+answer 404, send garbage or 64 KiB of headers: each is an UpdateError with
+reason "fetch" within the timeout (never a hang, never another exception
+type), and the installed pinset is untouched. A genuine server installs the
+bundle over http, over https without pins (with and without cadata), and over
+https to an update host that is itself in the pinset (its pins apply).
+"""
+import json
+
+import pytest
+
+from support import jws
+from support.update_servers import UpdateServer
+from test_update import run_steps, write
+
+KEY = jws.new_key()
+TIMEOUT = 2
+
+
+def installed(pki=None, url=None):
+    hosts = None
+    if pki is not None:  # the update host 127.0.0.1 is pinned
+        hosts = {"127.0.0.1": {"pins": [pki.genuine.pin, "sha256/" + "A" * 43 + "="]}}
+    return jws.pinset(1, [KEY], hosts=hosts, url=url)
+
+
+NEW = jws.pinset(2, [KEY])
+BUNDLE = jws.bundle(NEW, [KEY])
+
+
+def fetch(url, **kw):
+    d = {"op": "fetch", "url": url, "timeout": TIMEOUT}
+    d.update(kw)
+    return d
+
+
+BAD = [
+    ("stall", "no complete answer within"),
+    ("trickle", "no complete answer within"),
+    ("huge", "larger than 16384"),
+    ("biglength", "Content-Length 1048576"),
+    ("short", "truncated"),
+    ("redirect", "redirect to 'http://127.0.0.1:1/elsewhere.jws': not followed"),
+    ("notfound", "HTTP 404"),
+    ("garbage", "pinset update not fetched"),
+    ("longhead", "headers are longer than 4096"),
+]
+
+
+@pytest.fixture(scope="module")
+def tls_files(pki):
+    return pki.genuine.write(pki.dir)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_bad_servers_are_fetch_errors_within_the_timeout(runtime, tmp_path, tls_files, scheme):
+    servers = [UpdateServer(mode, BUNDLE, tls=tls_files if scheme == "https" else None, delay=0.4).start()
+               for mode, _ in BAD]
+    try:
+        steps = []
+        for s in servers:
+            steps += [write(installed()), fetch(s.url()), {"op": "read", "name": "certpin.json"}]
+        out, _ = run_steps(runtime, tmp_path, steps)
+    finally:
+        for s in servers:
+            s.stop()
+    for i, (mode, fragment) in enumerate(BAD):
+        r = out[3 * i + 1]
+        assert r["ok"] is False and r["type"] == "UpdateError" and r["reason"] == "fetch", (mode, r)
+        assert fragment in r["message"], (mode, r["message"])
+        assert r["seconds"] < TIMEOUT + 5, (mode, r["seconds"])  # bounded by the deadline, with slack for load
+        assert out[3 * i + 2] == installed().decode(), mode
+    assert all(len(s.requests) == 1 for s in servers), [len(s.requests) for s in servers]
+
+
+def test_genuine_servers_install_over_http_and_https(runtime, tmp_path, pki, tls_files):
+    plain = UpdateServer("ok", BUNDLE).start()
+    nolen = UpdateServer("nolength", BUNDLE).start()
+    tls = UpdateServer("ok", BUNDLE, tls=tls_files).start()
+    rogue = UpdateServer("ok", BUNDLE, tls=pki.rogue_leaf.write(pki.dir)).start()
+    root = [pki.path("root.der")]
+    try:
+        out, _ = run_steps(runtime, tmp_path, [
+            write(installed(url=plain.url())), fetch(None), fetch(plain.url()),  # update.url; then a no-op
+            write(installed()), fetch(nolen.url()),
+            write(installed()), fetch(tls.url()),  # https, no pins, no cadata: the signature protects
+            write(installed()), fetch(tls.url(), cadata=root),  # https validated against cadata
+            write(installed()), fetch(rogue.url(), cadata=root),  # ... which refuses another CA's server
+            write(installed(pki)), fetch(tls.url()),  # the update host is pinned: pins apply, genuine passes
+            write(installed(pki)), fetch(rogue.url()),  # ... and a server with another key is refused
+            write(installed()), fetch("ftp://127.0.0.1/x"), fetch(None),
+        ])
+    finally:
+        for s in (plain, nolen, tls, rogue):
+            s.stop()
+    assert out[1]["ok"] and out[1]["serial"] == 2 and out[1]["changed"] is True, out[1]
+    assert out[2]["ok"] and out[2]["serial"] == 2 and out[2]["changed"] is False, out[2]
+    assert b"GET /fleet/certpin.jws HTTP/1.0\r\nHost: 127.0.0.1\r\n" in plain.requests[0]
+    for i in (4, 6, 8, 12):
+        assert out[i]["ok"] and out[i]["serial"] == 2 and out[i]["changed"], (i, out[i])
+    assert out[10]["reason"] == "fetch", out[10]
+    assert out[14]["reason"] == "fetch" and "no configured pin matched" in out[14]["message"], out[14]
+    assert rogue.requests == [] or all(r == b"" for r in rogue.requests)  # nothing sent to the unpinned key
+    assert out[16]["reason"] == "fetch" and "http://" in out[16]["message"], out[16]
+    assert out[17]["reason"] == "fetch" and "no update.url" in out[17]["message"], out[17]
+
+
+def test_a_refused_bundle_from_the_server_keeps_its_reason(runtime, tmp_path):
+    # The transport worked; the signature rules decide (and say so).
+    stranger = jws.bundle(NEW, [jws.new_key()])
+    s = UpdateServer("ok", stranger).start()
+    try:
+        out, _ = run_steps(runtime, tmp_path, [write(installed()), fetch(s.url())])
+    finally:
+        s.stop()
+    assert out[1]["ok"] is False and out[1]["reason"] == "unknown_key", out[1]

@@ -1,0 +1,188 @@
+"""Power cuts during an update's install, on the virtual board's LittleFS and FAT flash.
+
+The unix port mounts a LittleFS2 or FAT image through the virtual board's
+block device (certpin_host.vboard.boot_script), exactly as `certpin vboard
+--fs lfs2|fat` does, with the library in /lib on the image as on a board.
+
+- Deterministic: the flash loses power after N block writes (the vboard's
+  test-only cut_after knob), for EVERY N from 0 to the number of writes one
+  whole update makes; then the board reboots (a fresh process mounts the
+  image) and certpin.load() must give the old or the new pinset, byte for
+  byte, and a second update must then succeed.
+- Random: the unix port is SIGKILLed at random instants while it installs a
+  chain of updates in a loop; after each kill, load() must give one of them.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from certpin_host import vboard
+from support import jws
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIB = os.path.join(ROOT, "firmware_lib", "certpin")
+KEY = jws.new_key()
+CHAIN = 25  # pinsets in the SIGKILL loop
+KILLS = int(os.environ.get("CERTPIN_POWERCUT_KILLS", "8"))  # per filesystem; `make fuzz`-style runs raise it
+
+
+def pinsets():
+    return [jws.pinset(i, [KEY], issued="2026-01-%02d" % i, expires="2099-01-01") for i in range(1, CHAIN + 2)]
+
+
+ENV = {k: v for k, v in os.environ.items() if k != "MICROPYPATH"}  # the board's /lib, not the host's
+
+
+def script_file(script):
+    import tempfile
+
+    fd, path = tempfile.mkstemp(suffix=".py", prefix="certpin-powercut-")
+    with os.fdopen(fd, "w") as f:
+        f.write(script)
+    return path
+
+
+def mp(micropython, script, timeout=60):
+    path = script_file(script)
+    try:
+        return subprocess.run([micropython, path], capture_output=True, text=True, timeout=timeout, env=ENV)
+    finally:
+        os.remove(path)
+
+
+def board_script(fs, image, body, cut_after=None, mkfs=False, preload=""):
+    return preload + vboard.boot_script(fs, "/", image, mkfs=mkfs, cut_after=cut_after) + body
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, micropython):
+    """{fs: path of a formatted image holding /lib/certpin, /certpin.json (serial 1) and the bundles}."""
+    d = tmp_path_factory.mktemp("powercut")
+    ps = pinsets()
+    files = {"/lib/certpin/" + f: open(os.path.join(LIB, f), "rb").read() for f in os.listdir(LIB) if f.endswith(".py")}
+    files["/certpin.json"] = ps[0]
+    for i in range(1, len(ps)):
+        files["/b%d.jws" % (i + 1)] = jws.bundle(ps[i], [KEY])
+    out = {}
+    for fs in ("lfs2", "fat"):
+        image = str(d / ("base-%s.img" % fs))
+        with open(image, "wb") as f:
+            f.truncate(vboard.DEFAULT_SIZE)  # 1 MiB, as `certpin vboard` makes: FAT spends a 4 KiB cluster per file
+        # The host's files are read before the boot script swaps / for the image.
+        pre = "_F = %r\n" % ({k: v.hex() for k, v in files.items()},)
+        body = (
+            "import os, binascii\n"
+            "for _d in ('/lib', '/lib/certpin'):\n"
+            "    os.mkdir(_d)\n"
+            "for _n, _h in _F.items():\n"
+            "    with open(_n, 'wb') as _f:\n"
+            "        _f.write(binascii.unhexlify(_h))\n"
+            "print('READY', sorted(os.listdir('/')))\n"
+        )
+        p = mp(micropython, board_script(fs, image, body, mkfs=True, preload=pre))
+        assert "READY" in p.stdout, p.stdout + p.stderr
+        out[fs] = image
+    return out, ps
+
+
+UPDATE = (
+    "import certpin\n"
+    "try:\n"
+    "    print('UPDATED', certpin.update(open('/b2.jws').read()).serial)\n"
+    "except Exception as e:\n"
+    "    print('FAILED', type(e).__name__, getattr(e, 'reason', None))\n"
+    "print('WRITES', _bdev.writes)\n"
+)
+
+REBOOT = (
+    "import certpin, hashlib, binascii, os\n"
+    "print('BEFORE', sorted(os.listdir('/')))\n"
+    "try:\n"
+    "    ps = certpin.load()\n"
+    "    print('LOADED', ps.serial, binascii.hexlify(hashlib.sha256(open('/certpin.json', 'rb').read()).digest()).decode())\n"
+    "except Exception as e:\n"
+    "    print('BROKEN', type(e).__name__, e)\n"
+    "print('AGAIN', certpin.update(open('/b2.jws').read()).serial)\n"
+    "print('FILES', sorted(os.listdir('/')))\n"
+)
+
+
+def sha(b):
+    import hashlib
+
+    return hashlib.sha256(b).hexdigest()
+
+
+@pytest.mark.parametrize("fs", ["lfs2", "fat"])
+def test_power_cut_after_every_block_write_of_an_update(images, micropython, tmp_path, fs):
+    base, ps = images
+    good = {1: sha(ps[0]), 2: sha(ps[1])}
+    img = str(tmp_path / "flash.img")
+    shutil.copy(base[fs], img)
+    p = mp(micropython, board_script(fs, img, UPDATE, cut_after=-1))
+    assert "UPDATED 2" in p.stdout, p.stdout + p.stderr
+    total = int(p.stdout.split("WRITES")[1].split()[0])
+    assert total >= 3, total
+    seen = {1: 0, 2: 0}
+    recovered = 0  # reboots that found only certpin.json.bak (FAT's delete-then-rename window)
+    for n in range(total + 1):
+        shutil.copy(base[fs], img)
+        p = mp(micropython, board_script(fs, img, UPDATE, cut_after=n))
+        assert "WRITES" in p.stdout, (n, p.stdout, p.stderr)  # the update failed cleanly, no crash
+        r = mp(micropython, board_script(fs, img, REBOOT))
+        assert "LOADED" in r.stdout, (fs, n, r.stdout, r.stderr)
+        serial, digest = r.stdout.split("LOADED")[1].split()[:2]
+        serial = int(serial)
+        assert serial in good and digest == good[serial], (fs, n, r.stdout)
+        assert "AGAIN 2" in r.stdout, (fs, n, r.stdout, r.stderr)  # and the board can still update
+        seen[serial] += 1
+        recovered += "'certpin.json'" not in r.stdout.split("BEFORE")[1].split("\n")[0]
+    # Both outcomes happened: early cuts keep the old pinset, late ones the new.
+    assert seen[1] and seen[2], seen
+    assert recovered, "no cut point fell between the two renames: the .bak recovery was not exercised"
+    print("%s: %d power-cut points, old %d, new %d, recovered from .bak %d" % (fs, total + 1, seen[1], seen[2], recovered))
+
+
+LOOP = (
+    "import certpin\n"
+    "for i in range(2, %d):\n"
+    "    certpin.update(open('/b%%d.jws' %% i).read())\n"
+    "print('DONE')\n" % (CHAIN + 2)
+)
+
+
+@pytest.mark.parametrize("fs", ["lfs2", "fat"])
+def test_sigkill_at_random_instants_during_updates(images, micropython, tmp_path, fs):
+    base, ps = images
+    good = {i + 1: sha(b) for i, b in enumerate(ps)}
+    img = str(tmp_path / "flash.img")
+    shutil.copy(base[fs], img)
+    t0 = time.monotonic()
+    p = mp(micropython, board_script(fs, img, LOOP))
+    assert "DONE" in p.stdout, p.stdout + p.stderr
+    whole = time.monotonic() - t0
+    rnd = random.Random(8)
+    serials = []
+    for k in range(KILLS):
+        shutil.copy(base[fs], img)
+        path = script_file(board_script(fs, img, LOOP))
+        proc = subprocess.Popen([micropython, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+        time.sleep(rnd.uniform(0.15, 0.9) * whole)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        os.remove(path)
+        r = mp(micropython, board_script(fs, img, REBOOT))
+        assert "LOADED" in r.stdout, (fs, k, r.stdout, r.stderr)
+        serial, digest = r.stdout.split("LOADED")[1].split()[:2]
+        serial = int(serial)
+        assert digest == good.get(serial), (fs, k, r.stdout)
+        serials.append(serial)
+    # The kills landed at different points of the chain (not all before or after it).
+    assert len(set(serials)) > 1, serials
+    print("%s: %d SIGKILLs, serials after reboot: %s" % (fs, KILLS, serials))
