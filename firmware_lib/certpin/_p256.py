@@ -17,8 +17,10 @@
 # encoding, with ValueError("not a P-256 public key: ..."). The curve has
 # cofactor 1, so a point on it is in the group of order n.
 #
-# verify() takes the key from public_key(), the 32-byte SHA-256 digest of the
-# signed bytes and the 64-byte r || s. It follows ECDSA verification as
+# verify() takes the key from public_key() (it does not check the point
+# again), the 32-byte SHA-256 digest of the signed bytes (for JWS: of the
+# signing input ASCII(protected) || "." || ASCII(payload), both base64url, not
+# of the payload) and the 64-byte r || s. It follows ECDSA verification as
 # OpenSSL does: r and s must be in [1, n-1]; high-S signatures (s > n/2) are
 # valid, as they are for OpenSSL and `cryptography`. Anything malformed (wrong
 # length, r or s out of range) returns False; it never raises for bytes,
@@ -28,8 +30,10 @@
 # key, the signed message, the signature), so timing reveals nothing secret.
 # The code branches on scalar bits freely. This module must never sign.
 #
-# Memory: imported for one update and dropped afterwards (certpin loads it on
-# first use); nothing is cached outside the module.
+# Cost (make bench, 64-bit unix port): about 5.5 ms per verify, 4.2 KB of heap
+# at the peak beyond what is in use before it, 7.7 KB of RAM while imported.
+# Meant to be imported for an update and dropped afterwards, as certpin drops
+# _load; nothing is cached outside the module.
 
 try:
     from micropython import const
@@ -42,8 +46,6 @@ except ImportError:  # CPython
 _P = const(0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF)
 _N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)
 _B = const(0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B)
-_GX = const(0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296)
-_GY = const(0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5)
 
 
 # ---- public_key ----
@@ -205,8 +207,8 @@ _GT = const(
 
 
 def _inv(a, m):
-    # a^-1 mod m (m prime, 0 < a < m): extended Euclid (pow(a, m-2, m) is
-    # 4x slower on MicroPython).
+    # a^-1 mod m (m prime, 0 < a < m): extended Euclid, ~0.1 ms on the unix
+    # port (pow(a, m - 2, m) took 0.6 ms).
     x0, x1, b = 1, 0, m
     while b:
         q, r = divmod(a, b)
@@ -349,6 +351,8 @@ def verify(key, digest, sig):
             zz = z * z % p
             h = px * zz % p - x
             m = py * zz % p * z % p - y
+            # mixed addition (madd-2004-hmv shape); m is r, and below yy, s, zz
+            # hold h^2, h^3, x*h^2 (reusing names keeps fewer integers live)
             if h == 0:  # the accumulator is infinity, the point, or minus it
                 if z == 0:
                     x, y, z = px, py, 1
