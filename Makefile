@@ -38,7 +38,7 @@ bench: $(STAMP)  ## speed and memory figures of the device library on the unix p
 	$(PY) bench/run.py
 
 fuzz: $(STAMP)  ## long fuzz runs (CI runs a shortened form inside `make test`)
-	CERTPIN_FUZZ_SCALE=20 $(PY) -m pytest -q tests -k "fuzz or corpus"
+	CERTPIN_FUZZ_SCALE=20 $(PY) -m pytest -q tests -k "fuzz or corpus or p256"
 
 soak: $(STAMP)  ## 1,000 pinned handshakes in one unix-port process, heap drift
 	CERTPIN_SOAK_COUNT=1000 $(PY) -m pytest -q tests -k soak

@@ -112,3 +112,16 @@ def with_u(d, u1, u2):
     s = r * pow(u2, -1, N) % N
     e = u1 * s % N
     return e.to_bytes(32, "big"), r, s
+
+
+def g_table_source(w):
+    """Source text of certpin._p256's _GT for window w: x || y of G, 3G, ..., (2**(w-1) - 1)G.
+
+    Regenerate with: python -c "import sys; sys.path.insert(0, 'tests');
+    from support.es256 import g_table_source; print(g_table_source(6))"
+    """
+    out = b"".join(
+        x.to_bytes(32, "big") + y.to_bytes(32, "big") for x, y in (public_key_of(2 * i + 1) for i in range(2 ** (w - 2)))
+    )
+    lines = ['    b"' + "".join("\\x%02x" % c for c in out[j : j + 32]) + '"' for j in range(0, len(out), 32)]
+    return "_GT = const(\n" + "\n".join(lines) + "\n)"
