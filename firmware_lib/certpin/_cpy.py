@@ -33,9 +33,12 @@ class SSLContext:
     def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
         try:
             st = Conn(self, server_hostname)
-        except BaseException:
-            sock.close()  # refused: the TCP connection too, so nothing else is sent on it
-            raise
+        except BaseException as e:
+            try:
+                sock.close()  # refused: the TCP connection too, so nothing else is sent on it
+            except Exception:  # a stream without close(): the refusal still stands
+                pass
+            raise e
         s = self._ctx.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
         s._certpin = st
         if do_handshake_on_connect:

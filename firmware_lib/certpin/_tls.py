@@ -183,9 +183,12 @@ class SSLContext:
     def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
         try:
             return self._wrap(sock, server_hostname, do_handshake_on_connect)
-        except BaseException:
-            sock.close()  # refused: the TCP connection too, so nothing else is sent on it
-            raise
+        except BaseException as e:
+            try:
+                sock.close()  # refused: the TCP connection too, so nothing else is sent on it
+            except Exception:  # a stream without close(): the refusal still stands
+                pass
+            raise e
 
     def _wrap(self, sock, server_hostname, do_handshake_on_connect):
         # One mbedTLS context per connection: callback state is per connection
