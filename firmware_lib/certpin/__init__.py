@@ -57,30 +57,44 @@ class UpdateError(Error):
 # are the key a TLS stack reads, never something placed where a lax parser
 # would look (an extension, the subject, trailing data).
 #
-# Speed: on MicroPython a function call costs as much as a dozen bytecodes, so
-# each step is written inline and out-of-range reads are caught as IndexError
-# instead of testing bounds at every step (measured: 3x faster than a
-# header-reading helper per element). The walk allocates nothing.
+# Size over speed: one helper per element rather than the walk written out
+# inline. The check takes microseconds against a handshake's milliseconds
+# (pinned and plain handshakes take the same time within noise), while every
+# byte of resident code comes out of the heap mbedTLS shares (measured on the
+# unix port: 1.2 KB less RAM than the inline walk, about the same speed).
+# Out-of-range reads are caught as IndexError; the walk allocates nothing.
 
-def _long(b, i):
-    # Size of the element at b[i] whose length octet has the high bit set.
+
+def _skip(b, i, t):
+    # The end of the DER element at b[i], whose tag must be t.
+    if b[i] != t:
+        raise Error("bad certificate: expected tag 0x%02x at offset %d, found 0x%02x" % (t, i, b[i]))
     c = b[i + 1]
+    if c < 0x80:
+        return i + 2 + c
     if c == 0x81:
-        n = b[i + 2]
-        if n > 0x7F:
-            return 3 + n
+        if b[i + 2] > 0x7F:
+            return i + 3 + b[i + 2]
     elif c == 0x82:
         n = b[i + 2] << 8 | b[i + 3]
         if n > 0xFF:
-            return 4 + n
+            return i + 4 + n
     raise Error(
         "bad certificate: %s length at offset %d"
         % ("indefinite" if c == 0x80 else "over-long" if c > 0x82 else "non-minimal", i)
     )
 
 
-def _tag(b, i, t):
-    return Error("bad certificate: expected tag 0x%02x at offset %d, found 0x%02x" % (t, i, b[i]))
+def _tbs(b):
+    # The offset of the serial number inside TBSCertificate (after the
+    # version), for a certificate _skip has framed.
+    i = 2 if b[1] < 0x80 else b[1] - 0x7E
+    i += 2 if b[i + 1] < 0x80 else b[i + 1] - 0x7E
+    if b[i] == 0xA0:  # [0] EXPLICIT version: exactly A0 03 02 01 0v, v1..v3
+        if b[i + 1] != 3 or b[i + 2] != 2 or b[i + 3] != 1 or b[i + 4] > 2:
+            raise Error("bad certificate: bad version at offset %d" % i)
+        i += 5
+    return i
 
 
 def spki_sha256(b, whole=False):
@@ -92,94 +106,36 @@ def spki_sha256(b, whole=False):
     digest. (whole=True: the digest of the whole certificate; see cert_sha256.)
     """
     try:
-        # Certificate ::= SEQUENCE, exactly the whole buffer
-        if b[0] != 0x30:
-            raise _tag(b, 0, 0x30)
-        k = b[1]
-        e = k + 2 if k < 0x80 else _long(b, 0)
-        if e != len(b):
-            raise Error("bad certificate: " + ("data after the certificate" if e < len(b) else "truncated"))
-        i = 2 if k < 0x80 else k - 0x7E
-        # TBSCertificate ::= SEQUENCE
-        if b[i] != 0x30:
-            raise _tag(b, i, 0x30)
-        k = b[i + 1]
-        t = i + (k + 2 if k < 0x80 else _long(b, i))
-        i += 2 if k < 0x80 else k - 0x7E
-        # [0] EXPLICIT version: exactly A0 03 02 01 0v, v1..v3
-        if b[i] == 0xA0:
-            if b[i + 1] != 3 or b[i + 2] != 2 or b[i + 3] != 1 or b[i + 4] > 2:
-                raise Error("bad certificate: bad version at offset %d" % i)
-            i += 5
-        # serialNumber INTEGER
-        if b[i] != 0x02:
-            raise _tag(b, i, 0x02)
-        k = b[i + 1]
-        i += k + 2 if k < 0x80 else _long(b, i)
-        # signature AlgorithmIdentifier, issuer Name, validity, subject Name
-        if b[i] != 0x30:
-            raise _tag(b, i, 0x30)
-        k = b[i + 1]
-        i += k + 2 if k < 0x80 else _long(b, i)
-        if b[i] != 0x30:
-            raise _tag(b, i, 0x30)
-        k = b[i + 1]
-        i += k + 2 if k < 0x80 else _long(b, i)
-        if b[i] != 0x30:
-            raise _tag(b, i, 0x30)
-        k = b[i + 1]
-        i += k + 2 if k < 0x80 else _long(b, i)
-        if b[i] != 0x30:
-            raise _tag(b, i, 0x30)
-        k = b[i + 1]
-        i += k + 2 if k < 0x80 else _long(b, i)
-        # subjectPublicKeyInfo SEQUENCE, inside TBSCertificate
-        if b[i] != 0x30:
-            raise _tag(b, i, 0x30)
-        k = b[i + 1]
-        e = i + (k + 2 if k < 0x80 else _long(b, i))
-        if e > t or t > len(b):
+        n = len(b)
+        e = _skip(b, 0, 0x30)  # Certificate, exactly the whole buffer
+        if e != n:
+            raise Error("bad certificate: " + ("data after the certificate" if e < n else "truncated"))
+        i = 2 if b[1] < 0x80 else b[1] - 0x7E
+        t = _skip(b, i, 0x30)  # TBSCertificate
+        # serialNumber, signature, issuer, validity, subject, then the SPKI
+        i = _skip(b, _skip(b, _skip(b, _skip(b, _skip(b, _tbs(b), 2), 0x30), 0x30), 0x30), 0x30)
+        e = _skip(b, i, 0x30)
+        if e > t or t > n:
             raise Error("bad certificate: an element overruns TBSCertificate")
         # The SPKI is exactly {AlgorithmIdentifier, BIT STRING}; after it come
         # only issuerUniqueID [1], subjectUniqueID [2], extensions [3], in that
         # order, up to t; after TBSCertificate exactly signatureAlgorithm and
         # signatureValue. A TLS stack refuses anything else, so it is refused
         # here too, not hashed.
-        k = b[i + 1]
-        j = i + (2 if k < 0x80 else k - 0x7E)
-        if b[j] != 0x30:
-            raise _tag(b, j, 0x30)
-        k = b[j + 1]
-        j += k + 2 if k < 0x80 else _long(b, j)
-        if b[j] != 0x03:
-            raise _tag(b, j, 0x03)
-        k = b[j + 1]
-        j += k + 2 if k < 0x80 else _long(b, j)
+        j = _skip(b, _skip(b, i + (2 if b[i + 1] < 0x80 else b[i + 1] - 0x7E), 0x30), 3)
         if j != e:
             raise Error("bad certificate: data after the public key at offset %d" % j)
         if j < t and b[j] == 0x81:
-            k = b[j + 1]
-            j += k + 2 if k < 0x80 else _long(b, j)
+            j = _skip(b, j, 0x81)
         if j < t and b[j] == 0x82:
-            k = b[j + 1]
-            j += k + 2 if k < 0x80 else _long(b, j)
+            j = _skip(b, j, 0x82)
         if j < t:
-            if b[j] != 0xA3:
-                raise _tag(b, j, 0xA3)
-            k = b[j + 1]
-            j += k + 2 if k < 0x80 else _long(b, j)
+            j = _skip(b, j, 0xA3)
         if j != t:
             raise Error("bad certificate: data after the extensions at offset %d" % t)
-        if b[t] != 0x30:
-            raise _tag(b, t, 0x30)
-        k = b[t + 1]
-        t += k + 2 if k < 0x80 else _long(b, t)
-        if b[t] != 0x03:
-            raise _tag(b, t, 0x03)
-        k = b[t + 1]
-        t += k + 2 if k < 0x80 else _long(b, t)
-        if t != len(b):
-            raise Error("bad certificate: data after the signature at offset %d" % t)
+        j = _skip(b, _skip(b, t, 0x30), 3)
+        if j != n:
+            raise Error("bad certificate: data after the signature at offset %d" % j)
         if whole:
             return hashlib.sha256(b).digest()
         return hashlib.sha256((b if isinstance(b, memoryview) else memoryview(b))[i:e]).digest()
@@ -194,28 +150,50 @@ def cert_sha256(der):
     return spki_sha256(der, True)
 
 
+def not_before(b):
+    # The notBefore date of a certificate spki_sha256() accepted, as
+    # Y*10000 + M*100 + D: a small int, so nothing is allocated inside the
+    # verify callback; 0 when it is not a plain UTCTime/GeneralizedTime date.
+    try:
+        i = _skip(b, _skip(b, _skip(b, _tbs(b), 2), 0x30), 0x30) + 2  # into Validity
+        t = b[i]
+        k = 6 if t == 0x17 and b[i + 1] == 13 else 8 if t == 0x18 and b[i + 1] == 15 else 0
+        v = 0
+        i += 2
+        while k:
+            c = b[i] - 48
+            if not 0 <= c <= 9:
+                return 0
+            v = v * 10 + c
+            i += 1
+            k -= 1
+        if t == 0x17:  # YYMMDD: 50-99 are 19YY (RFC 5280 4.1.2.5.1)
+            v += 19000000 if v >= 500000 else 20000000
+        return v if 0 < v // 100 % 100 < 13 and 0 < v % 100 < 32 else 0
+    except (IndexError, Error):
+        return 0
+
+
 # ---- The loaded pinset (validation is in _load.py) ----
 #
 # RAM layout, ~125 bytes per pin for a 50-host pinset with 2 pins per host:
 #   _n  tuple  the host names, sorted (a tuple costs less than a dict's table)
 #   _b  bytes  [record offset: 2] per host, then per host a record:
 #              [flags][n][text offset: 2], n x [kind][digest: 32]
-#   _t  str    every pin's text back to back: check() returns a slice of it
+#   _t  str    every pin's text back to back (certpin._report.text())
 
 
 class Pinset:
-    """A validated pinset: serial (int or None), expires, issued, floor ((Y, M, D) or None)."""
+    """A validated pinset: serial (int or None); expires, issued, floor ((Y, M, D) or None).
 
-    # floor: the time floor, the latest date authenticated so far
-    # (docs/updates.md); expiry is judged against it, never the raw clock.
+    floor is the time floor, the latest date authenticated so far
+    (docs/updates.md): expiry is judged against it, never the raw clock.
+    """
 
-    def __init__(self, n, b, t, serial, expires, issued=None):
+    def __init__(self, n, b, t, serial, expires, issued, m):
         self._n, self._b, self._t, self.serial, self.expires = n, b, t, serial, expires
         self.issued = self.floor = issued
         self._fp = None  # the floor file, for a pinset read by load()
-        m = 0
-        for h in n:
-            m = max(m, len(h))
         self._m = m  # the longest name: a parent longer than this cannot match
 
     def hosts(self):
@@ -223,35 +201,7 @@ class Pinset:
 
     def pins(self, host):
         """The pins of the entry covering ``host`` ([] when none does, or it is no host name)."""
-        r = -1 if _bad_name(host) else self._find(host)
-        return [] if r < 0 else [self._text(r, j) for j in range(self._b[r + 1])]
-
-    def _text(self, r, j):
-        b = self._b
-        k = b[r + 2] << 8 | b[r + 3]
-        o = r + 4
-        while j >= 0:
-            n = 51 if b[o] == 1 else 56  # len("sha256/") or len("cert-sha256/"), + 44
-            if not j:
-                return self._t[k : k + n]
-            k += n
-            o += 33
-            j -= 1
-
-    def _rec(self, name):
-        # Record offset of exactly `name`, or -1 (binary search; no allocation).
-        a = self._n
-        lo = 0
-        hi = len(a)
-        while lo < hi:
-            m = (lo + hi) >> 1
-            if a[m] < name:
-                lo = m + 1
-            else:
-                hi = m
-        if lo < len(a) and a[lo] == name:
-            return self._b[2 * lo] << 8 | self._b[2 * lo + 1]
-        return -1
+        return _use("_report", "pins", self, host)
 
     def _find(self, host):
         # Offset of the record covering host, or -1. Exact and case-insensitive
@@ -259,48 +209,66 @@ class Pinset:
         # subdomains (never a sibling such as xapi.example.com). IP literals
         # match exactly. A name the resolver or the TLS stack would read
         # differently (a NUL cuts it short in C) is a PinError, not a lookup.
-        e = _bad_name(host)
-        if e:
-            raise PinError("%r is not a usable host name: %s" % (host[:80] if isinstance(host, str) else host, e))
-        r = self._rec(host)  # the common case allocates nothing
-        if r < 0:
-            host = host.lower()
-            if host[-1:] == ".":
-                host = host[:-1]
-            r = self._rec(host)
-            # Parents no longer than the longest entry, most specific first;
-            # each find() starts where the last stopped: linear in len(host).
-            i = -1 if r >= 0 or _ip(host) else host.find(".", max(0, len(host) - self._m - 1))
-            while i >= 0:
-                r = self._rec(host[i + 1 :])
-                if r >= 0 and self._b[r] & 1:
+        if not _usable(host):
+            raise PinError(_use("_report", "bad_name", host))
+        a = self._n
+        b = self._b
+        h = host  # as given first: the common case allocates nothing
+        i = -2  # -2: h is host as given, -1: lowercased, else: h is the parent after host[i]
+        while True:
+            lo = 0  # binary search for exactly h (no allocation)
+            hi = len(a)
+            while lo < hi:
+                m = (lo + hi) >> 1
+                if a[m] < h:
+                    lo = m + 1
+                else:
+                    hi = m
+            if lo < len(a) and a[lo] == h:
+                r = b[2 * lo] << 8 | b[2 * lo + 1]
+                if i < 0 or b[r] & 1:  # a parent counts only with subdomains
                     return r
-                r = -1
+            if i == -2:
+                host = host.lower()
+                if host[-1:] == ".":
+                    host = host[:-1]
+                h = host
+                i = -1
+                continue
+            if i == -1:
+                if _ip(host):
+                    return -1
+                # Parents no longer than the longest entry, most specific
+                # first; each find() starts where the last stopped: linear.
+                i = host.find(".", max(0, len(host) - self._m - 1))
+            else:
                 i = host.find(".", i + 1)
-        return r
+            if i < 0:
+                return -1
+            h = host[i + 1 :]
 
 
-def _bad_name(host):
-    # Why host cannot be looked up, or None: printable ASCII only (pinset
-    # names are ASCII; MicroPython and CPython lowercase other characters
+def _usable(host):
+    # Whether host can be looked up: a str of printable ASCII (pinset names
+    # are ASCII; MicroPython and CPython lowercase other characters
     # differently), at most 253 characters plus a trailing dot, labels of at
-    # most 63.
+    # most 63 (certpin._report.bad_name says which rule failed). Checked on
+    # the UTF-8 bytes: iterating a str on MicroPython interns every distinct
+    # character as a qstr, for good.
     if not isinstance(host, str):
-        return "expected a str, not " + type(host).__name__
-    n = len(host)
-    if n == 0 or n > 254 or n == 254 and host[-1] != ".":
-        return "%d characters (1 to 253 allowed)" % n
-    k = 0
-    for c in host:
-        if c == ".":
-            k = 0
-        elif c < " " or c > "~":
-            return "control or non-ASCII character %r (write IDNs in their xn-- form)" % c
-        else:
-            k += 1
-            if k > 63:
-                return "a label longer than 63 characters"
-    return None
+        return False
+    b = host.encode()
+    n = len(b)
+    if n == 0 or n > 254 or n == 254 and b[-1] != 46 or min(b) < 32 or max(b) > 126:
+        return False
+    i = 0
+    while True:
+        j = host.find(".", i)
+        if (n if j < 0 else j) - i > 63:
+            return False
+        if j < 0:
+            return True
+        i = j + 1
 
 
 def _ip(name):
@@ -310,7 +278,7 @@ def _ip(name):
 
 
 # Modules loaded for one call and dropped again on a device (see _use).
-_ONCE = ("_load", "_report", "_update", "_fetch", "_p256", "_floor")
+_ONCE = ("_load", "_report", "_refuse", "_installmsg", "_update", "_fetch", "_p256", "_floor")
 
 
 def _use(name, fn, *args):
@@ -338,48 +306,54 @@ def loads(text):
 
 
 def load(path="/certpin.json"):
-    """Read and validate the pinset file at ``path``."""
+    """Read and validate the pinset file at ``path``, and its time floor."""
     return _use("_load", "load", path)
 
 
+def update(bundle, path="/certpin.json"):
+    """Install a signed pinset update (docs/updates.md); the Pinset now installed."""
+    return _use("_update", "update", bundle, path)
+
+
+def fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None):
+    """GET a signed pinset update (url: the pinset's update.url), then update(): (Pinset, changed)."""
+    return _use("_fetch", "fetch_update", url, path, timeout, cadata)
+
+
 def match(ps, r, der, d):
-    # The pin text of record r that certificate `der` (SPKI digest d) matches, or None.
+    # The index of the pin of record r that certificate `der` (SPKI digest d)
+    # matches, or -1. Allocates nothing but a certificate digest, and that only
+    # when the host has a cert-sha256/ pin.
     b = ps._b
     o = r + 4
     c = None
-    for j in range(b[r + 1]):
+    j = 0
+    while j < b[r + 1]:
         x = d
-        if b[o] == 2:  # a whole-certificate pin: hash only when the host has one
+        if b[o] == 2:
             if c is None:
                 c = cert_sha256(der)
             x = c
         if b.find(x, o + 1, o + 33) == o + 1:
-            return ps._text(r, j)
+            return j
         o += 33
-    return None
+        j += 1
+    return -1
 
 
 def __getattr__(name):
     # Imported on first use, then cached in this module: the pure check()
-    # (host tools, tests) and the TLS layer. A device that only connects
-    # never loads check(); the host tools never load the TLS layer.
-    # update(bundle, path="/certpin.json") -> Pinset and
-    # fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None)
-    # -> (Pinset, changed) run their module for one call (docs/updates.md):
-    # nothing is cached, so a device that updates keeps no RAM for it.
-    if name == "update":
-        return lambda bundle, path="/certpin.json": _use("_update", "update", bundle, path)
-    if name == "fetch_update":
-        return lambda url=None, path="/certpin.json", timeout=10, cadata=None: _use(
-            "_fetch", "fetch_update", url, path, timeout, cadata)
+    # (host tools, tests), the TLS layer, install(). A device that only
+    # connects never loads check(); the host tools never load the TLS layer.
     if name == "check":
-        m = "certpin._check"
-    elif name in ("SSLContext", "connect"):
-        m = "certpin._cpy" if sys.implementation.name == "cpython" else "certpin._tls"
-    elif name == "install" or name == "uninstall":  # (a tuple here cost 128 B of RAM, measured)
-        m = "certpin._install"
+        m = "_check"
+    elif name == "SSLContext" or name == "connect":
+        m = "_cpy" if sys.implementation.name == "cpython" else "_tls"
+    elif name == "install" or name == "uninstall":
+        m = "_install"
     else:
         raise AttributeError(name)
+    m = "certpin." + m
     __import__(m)
     v = globals()[name] = getattr(sys.modules[m], name)
     return v

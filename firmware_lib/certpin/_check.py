@@ -25,8 +25,8 @@ def check(pinset, host, chain, verified=False):
             if i == 0:
                 raise PinError("%s: the leaf certificate cannot be checked: %s" % (host, e.args[0]))
             d = None
-        m = None if d is None else match(pinset, r, chain[i], d)
-        if m is not None:
-            return m
+        m = -1 if d is None else match(pinset, r, chain[i], d)
+        if m >= 0:
+            return _use("_report", "text", pinset, r, m)
         i += 1
     raise PinError(_use("_report", "mismatch", pinset, host, chain, verified))

@@ -5,7 +5,7 @@
 # the first application byte goes either way.
 import ssl
 
-from certpin import Error, PinError
+from certpin import Error, PinError, _use
 from certpin._tls import Conn, context_args, open_socket
 
 
@@ -99,8 +99,8 @@ def _handshake(obj, do_handshake, *args):
     try:
         chain = _der_chain(obj, st.verified)
         if chain is None:
-            st._fail("not_checked", "%s: the TLS stack gave no verified chain (a resumed session?): "
-                     "the pins cannot be checked" % st.host)
+            _use("_refuse", "fail", st, "not_checked", "%s: the TLS stack gave no verified chain (a resumed "
+                 "session?): the pins cannot be checked" % st.host)
         else:
             # Same order as mbedTLS's callback: top of the chain first, leaf last.
             for depth in range(len(chain) - 1, -1, -1):

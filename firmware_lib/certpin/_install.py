@@ -22,7 +22,7 @@ try:
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
-# Refusals, by number: their text is in _report.py, loaded only on failure
+# Refusals, by number: their text is in _installmsg.py, loaded only on failure
 # (each message kept here would be resident for as long as install() is).
 _DTLS = const(0)
 _CALLBACK = const(1)
@@ -147,7 +147,7 @@ def __getattr__(name):
 
 
 def _why(code, *a):
-    return _use("_report", "install", code, *a)
+    return _use("_installmsg", "install", code, *a)
 
 
 def _ca_context(cadata):

@@ -11,7 +11,6 @@ from certpin import Pinset, PinsetError, _ip
 
 PREFIXES = ("sha256/", "cert-sha256/")  # kind 1: SPKI pin, kind 2: whole-certificate pin
 _NAME = "abcdefghijklmnopqrstuvwxyz0123456789.-_:"
-_HEX = "0123456789abcdefABCDEF"
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 
 
@@ -43,9 +42,12 @@ def _flag(e, key, field):
 def _syntax(t):
     # MicroPython's json is lax: it skips missing or extra ',' and ':', drops a
     # dangling key ({"a"} -> {}), reads [truefalse] as two values, takes unknown
-    # escapes and raw control characters, and nests as deep as the heap allows.
-    # So check the token sequence is JSON (numbers: integers only, all a pinset
-    # has), at most 8 deep, before json.loads sees it. -1, or the error offset.
+    # escapes and raw control characters, lets a \u without four hex digits
+    # swallow what follows (a closing quote too), and nests as deep as the
+    # heap allows. So check the token sequence is JSON (numbers: integers only,
+    # all a pinset has), at most 8 deep, before json.loads sees it. t: the
+    # UTF-8 bytes (indexing a str would intern every character it meets as a
+    # qstr on MicroPython, for good). -1, or the error offset.
     # w (what may come next): 1 value, 3 ':', 4 ',' or close, 5 key or '}',
     # 6 value or ']', 2 key, 0 nothing (the document is complete).
     s = 1  # open containers as bits below a leading 1: 0 object, 1 array
@@ -56,19 +58,19 @@ def _syntax(t):
         c = t[i]
         j = i
         i += 1
-        if c in " \t\r\n":
+        if c in b" \t\r\n":
             continue
-        if c == '"':
-            while i < n and t[i] != '"':
-                if t[i] < " ":
+        if c == 34:  # "
+            while i < n and t[i] != 34:
+                if t[i] < 32:
                     return i
-                if t[i] == "\\":
-                    c = t[i + 1 : i + 2]
-                    if c == "u":  # exactly four hex digits, or MicroPython's json eats what follows
-                        if len(t[i + 2 : i + 6]) < 4 or t[i + 2 : i + 6].strip(_HEX):
+                if t[i] == 92:  # backslash
+                    c = t[i + 1] if i + 1 < n else 0
+                    if c == 117:  # u: exactly four hex digits
+                        if len(t[i + 2 : i + 6]) < 4 or t[i + 2 : i + 6].strip(b"0123456789abcdefABCDEF"):
                             return i
                         i += 4
-                    elif not c or c not in '"\\/bfnrt':
+                    elif c not in b'"\\/bfnrt':
                         return i
                     i += 1
                 i += 1
@@ -76,26 +78,26 @@ def _syntax(t):
                 return j
             i += 1
             w = 3 if w in (2, 5) else 4
-        elif c in "{[":
+        elif c == 123 or c == 91:  # { [
             if w not in (1, 6) or s >= 256:
                 return j
-            s = s << 1 | (c == "[")
-            w = 6 if c == "[" else 5
-        elif c in "}]":
-            if s == 1 or s & 1 != (c == "]") or w not in (4, 5 + (c == "]")):
+            s = s << 1 | (c == 91)
+            w = 6 if c == 91 else 5
+        elif c == 125 or c == 93:  # } ]
+            if s == 1 or s & 1 != (c == 93) or w not in (4, 5 + (c == 93)):
                 return j
             s >>= 1
             w = 4
-        elif c == ":" and w == 3:
+        elif c == 58 and w == 3:  # :
             w = 1
-        elif c == "," and w == 4 and s > 1:
+        elif c == 44 and w == 4 and s > 1:  # ,
             w = 1 + (s & 1 == 0)
-        else:
-            while i < n and t[i] not in ' \t\r\n,:[]{}"':
+        else:  # a literal or an integer (ASCII digits)
+            while i < n and t[i] not in b' \t\r\n,:[]{}"':
                 i += 1
-            k = j + (c == "-")
-            if w not in (1, 6) or t[j:i] not in ("true", "false", "null") and not (
-                _digits(t[k:i]) and (t[k] != "0" or i == k + 1)
+            k = j + (c == 45)  # -
+            if w not in (1, 6) or t[j:i] not in (b"true", b"false", b"null") and not (
+                k < i and not t[k:i].strip(b"0123456789") and (t[k] != 48 or i == k + 1)
             ):
                 return j
             w = 4
@@ -112,11 +114,14 @@ def loads(text):
 def parse(text):
     # (the JSON object, its Pinset): certpin._update reads "update" from the object.
     try:
-        if not isinstance(text, str):
+        if isinstance(text, str):
+            t = text.encode()
+        else:
+            t = text
             text = str(text, "utf-8")
-        if len(text) > 65535:
+        if len(t) > 65535:
             _fail("pinset", "larger than 65535 bytes")
-        i = _syntax(text)
+        i = _syntax(t)
         if i >= 0:
             _fail("pinset", "not valid UTF-8 JSON text (syntax error at offset %d)", i)
         d = json.loads(text)
@@ -263,7 +268,10 @@ def _validate(d):
             texts.append(pin)
             t += len(pin)
             r += 33
-    return Pinset(tuple(names), bytes(b), "".join(texts), serial, expires, issued)
+    m = 0
+    for name in names:
+        m = max(m, len(name))
+    return Pinset(tuple(names), bytes(b), "".join(texts), serial, expires, issued, m)
 
 
 def floor_path(path):

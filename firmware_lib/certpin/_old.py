@@ -26,23 +26,16 @@
 # the handshake, and a deferred handshake would be finished by the first write,
 # which sends the application's bytes in the same call. (On a non-blocking
 # socket these firmwares retry the handshake until it is done.)
-from certpin import Error
-from certpin._tls import Conn, tls
+from certpin import Error, _use
+from certpin._tls import tls
 
 
-class _Conn(Conn):
-    def _fail(self, reason, message):
-        if reason == "pin_mismatch" and self.verified:
-            message += (
-                "\n  this firmware shows certpin only the leaf (no verify_callback before MicroPython 1.23):"
-                " a pin on an intermediate or root cannot match here; pin the leaf's key, or upgrade"
-            )
-        Conn._fail(self, reason, message)
-
-
-def wrap_socket(ctx, c, sock, host):
-    # c: a tls.SSLContext without verify_callback (1.22), or None (no SSLContext).
-    st = _Conn(ctx, host)  # an unpinned host is refused here, before any traffic
+def wrap_socket(st, c, sock, host):
+    # st: the connection's Conn (an unpinned host was refused when it was
+    # made, before any traffic); c: a tls.SSLContext without verify_callback
+    # (1.22), or None (no SSLContext).
+    st.late = True  # a mismatch message says that only the leaf can be checked here (certpin._report.fail)
+    ctx = st.ctx
     ca = ctx.cadata
     if c is None:
         kw = {}
@@ -97,7 +90,7 @@ def wrap_socket(ctx, c, sock, host):
             elif f:
                 m += " that returns the certificate (its mbedTLS does not keep it)"
             m += ": pins cannot be checked; upgrade to MicroPython >= 1.23"
-            st._notify("not_checked", True, m)
+            _use("_refuse", "notify", st, "not_checked", True, m)
             raise Error(m)
         st.see(der, 0)
         st.finish()

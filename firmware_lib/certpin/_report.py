@@ -1,9 +1,44 @@
-# Failure messages, loaded only when something is refused. They name the
-# host, every certificate the server presented (depth, pin, subject where
-# known) and the pins configured, so a person can fix the pinset by reading it.
+# Failure messages, loaded only when something is refused and dropped again
+# on a device. They name the host, every certificate the server presented
+# (depth, pin, subject where known) and the pins configured, so a person can
+# fix the pinset by reading them. Also the pins' text (Pinset.pins(), check()).
 from binascii import b2a_base64
 
-from certpin import Error, spki_sha256
+from certpin import Error, _usable, spki_sha256
+
+
+def text(ps, r, j):
+    # The text of pin j of record r.
+    b = ps._b
+    k = b[r + 2] << 8 | b[r + 3]
+    o = r + 4
+    while j:
+        k += 51 if b[o] == 1 else 56  # len("sha256/") or len("cert-sha256/"), + 44
+        o += 33
+        j -= 1
+    return ps._t[k : k + (51 if b[o] == 1 else 56)]
+
+
+def pins(ps, host):
+    r = ps._find(host) if _usable(host) else -1
+    return [] if r < 0 else [text(ps, r, j) for j in range(ps._b[r + 1])]
+
+
+def bad_name(host):
+    # Why certpin._usable() refused host, for the PinError.
+    if not isinstance(host, str):
+        why = "expected a str, not " + type(host).__name__
+    else:
+        b = host.encode()
+        why = "a label longer than 63 characters"
+        if not 0 < len(b) < 254 + (b[-1:] == b"."):
+            why = "%d characters (1 to 253 allowed)" % len(host)
+        for c in b:
+            if c < 32 or c > 126:
+                why = "a control or non-ASCII character (byte 0x%02x; write IDNs in their xn-- form)" % c
+                break
+        host = host[:80]
+    return "%r is not a usable host name: %s" % (host, why)
 
 
 def _subject(der):
@@ -34,7 +69,7 @@ def describe(ps, host, seen, verified, why):
         out.append(
             "  presented depth %d: %s%s%s" % (depth, pin, subj or "", "" if depth == 0 or verified else " (not counted)")
         )
-    out.append("  configured for %s: %s" % (host, ", ".join(ps.pins(host))))
+    out.append("  configured for %s: %s" % (host, ", ".join(pins(ps, host))))
     if not verified:
         out.append("  without cadata (CA validation) only the leaf, depth 0, can match")
     return "\n".join(out)
@@ -49,25 +84,3 @@ def mismatch(ps, host, chain, verified):
             d = e.args[0]
         seen.append((i, d, _subject(der)))
     return describe(ps, host, seen, verified, "no configured pin matched")
-
-
-# certpin.install()'s refusals (_install.py), by number.
-_INSTALL = (
-    "certpin.install() pins TLS clients only: SSLContext(%r) (a DTLS client?) would not be pinned",
-    "certpin.install() checks certificates itself: a verify_callback of the application's would not run, so setting one is refused",
-    "certpin.install(): server_side=True needs an SSLContext(PROTOCOL_TLS_SERVER); on a client context mbedTLS runs an unpinned client handshake",
-    "certpin.uninstall() was called: this SSLContext was made while certpin.install() was active",
-    "certpin.install() failed, so every TLS client connection is refused: %s",
-    "certpin.install(): a TLS client connection without server_hostname cannot be pinned (pins are looked up by host name); "
-    "pass server_hostname= (umqtt.simple: ssl_params={'server_hostname': host})",
-    "%s; add it to the pinset, or let hosts outside the pinset through with CA validation: certpin.install(others=\"ca\", cadata=CA_DER)",
-    "%s: not in the pinset, and CA validation (others=\"ca\") failed: %s",
-)
-
-
-def install(code, *a):
-    if code == 4:  # a, the exception install() failed with
-        a = (a[0].args[0] if a[0].args else type(a[0]).__name__,)
-    elif code == 6:  # a = (pinset, host)
-        a = (unknown(*a),)
-    return _INSTALL[code] % a if a else _INSTALL[code]

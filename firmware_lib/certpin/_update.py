@@ -37,7 +37,7 @@ def _fail(reason, msg, *a):
 def _json(text, what):
     # MicroPython's json is lax: the pinset loader's syntax check first.
     try:
-        if _syntax(text) < 0:
+        if _syntax(text.encode()) < 0:  # the check reads UTF-8 bytes
             return json.loads(text)
     except Exception:  # ValueError, MemoryError
         pass

@@ -1,0 +1,61 @@
+# What a connection does when its pin check did not pass (the cold paths of
+# certpin._tls.Conn): on_failure, the refusal, the expired-pinset notice.
+# Loaded only then and dropped again on a device; the message for a mismatch
+# comes from _report.
+from certpin import PinError
+
+
+def notify(st, reason, enforced, message):
+    f = st.ctx.on_failure
+    if f:
+        f({"host": st.host, "reason": reason, "enforced": enforced, "message": message})
+
+
+def fail(st, reason, message):
+    # Report, then refuse (unless the host is report_only).
+    if reason == "pin_mismatch" and st.verified and getattr(st, "late", False):
+        message += (
+            "\n  this firmware shows certpin only the leaf (no verify_callback before MicroPython 1.23):"
+            " a pin on an intermediate or root cannot match here; pin the leaf's key, or upgrade"
+        )
+    notify(st, reason, not st.report, message)
+    if not st.report:
+        raise PinError(message)
+
+
+def expired(st):
+    # The time floor is past the pinset's expiry: with cadata, CA validation
+    # alone decides from now on; without, the pins stay enforced (never no
+    # authentication at all).
+    e = st.ps.expires
+    st.pins = not st.verified
+    notify(st, "pinset_expired", False, "%s: the pinset expired on %04d-%02d-%02d: %s; provision a fresh pinset"
+           % (st.host, e[0], e[1], e[2], "pins still enforced (no cadata)" if st.pins else "CA validation only"))
+
+
+def finish(st):
+    # Conn.finish() when the check did not pass.
+    if st.error is not None:
+        fail(st, "internal_error", "%s: the pin check failed: %r" % (st.host, st.error))
+    elif not st.leaf:
+        fail(st, "not_checked", "%s: the handshake completed but the pin check never ran on the leaf" % st.host)
+    else:
+        seen = st.seen or ()
+        why = "no configured pin matched"
+        for depth, d in seen:
+            if depth == 0 and not isinstance(d, bytes):
+                why = "the leaf certificate cannot be checked"
+        from certpin._report import describe
+
+        fail(st, "pin_mismatch", describe(st.ps, st.host, [(depth, d, "") for depth, d in seen], st.verified, why))
+
+
+def refused(st, exc):
+    # The stack refused the handshake. Ours: say why as a PinError. A CA
+    # validation failure is a PinError too. Network errors pass through
+    # (the caller re-raises them).
+    if st.error is not None or (st.leaf and st.matched < 0 and st.pins and not st.report):
+        finish(st)
+    if isinstance(exc, ValueError) or "X509" in str(exc):
+        st.report = False
+        fail(st, "tls_refused", "%s: TLS certificate validation failed: %s" % (st.host, exc))
