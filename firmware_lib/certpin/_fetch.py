@@ -93,6 +93,9 @@ class _Deadline(object if _CPY else __import__("io").IOBase):  # IOBase: a strea
         self.left()
         return self.s.send(b)
 
+    def close(self):  # certpin's SSLContext closes the socket it was given on a refusal
+        self.s.close()
+
     def ioctl(self, req, arg):  # the stream protocol mbedTLS uses on MicroPython
         if req == 4:  # MP_STREAM_CLOSE
             self.s.close()
