@@ -1,26 +1,96 @@
-"""`make demo` (boards/UNIX/demo.py) runs end to end and leaves nothing behind."""
+"""`make demo` (boards/UNIX/demo.py) runs end to end, tells the whole story, and leaves nothing behind."""
 import os
 import re
+import signal
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = [sys.executable, os.path.join(ROOT, "boards", "UNIX", "demo.py")]
 
 
 def test_demo_passes_and_cleans_up():
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "boards", "UNIX", "demo.py")], capture_output=True,
-                       text=True, timeout=240, cwd=ROOT)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
-    assert "PINNED OK" in p.stdout and "REFUSED" in p.stdout and "demo passed" in p.stdout
-    work = re.search(r"working in (\S+)", p.stdout).group(1)
+    p = subprocess.run(DEMO, capture_output=True, text=True, timeout=240, cwd=ROOT)
+    out = p.stdout
+    assert p.returncode == 0, out[-3000:] + p.stderr[-2000:]
+    assert "PINNED OK" in out and "REFUSED" in out and "demo passed" in out
+    # the pinset carries an update section and its first release is signed
+    assert "--update-key" in out and "--update-url http://127.0.0.1:" in out
+    assert "$ certpin pinset sign pins.json" in out
+
+    # the server rotated to its backup key: the running board still connects
+    rotated = out.index("== 10.")
+    assert "UPDATE at boot: none newer (serial 1)" in out[rotated:]
+    assert "| PINNED OK" in out[rotated:out.index("== 11.")]
+    # the operator: next pinset signed and checked against the board's pinset
+    operator = out[out.index("== 11."):out.index("== 12.")]
+    assert "serial 1 -> 2" in operator
+    assert "$ certpin pinset check-update pins-2.jws --current pins.json" in operator
+    assert "installs it: serial 1 -> 2" in operator
+    # refused by a key it does not pin yet, fetched the update, installed it, reconnected
+    update = out[out.index("== 12."):out.index("== 13.")]
+    refused = update.index("| REFUSED")
+    installed = update.index("| UPDATE after a refusal: installed (serial 2)")
+    reconnected = update.index("| PINNED OK", installed)
+    assert refused < installed < reconnected, update
+    assert '"GET /fleet/certpin.jws HTTP/1.0" 200' in update
+
+    # every attacker bundle refused with its reason, the board's pinset unchanged
+    attacks = out[out.index("== 13."):]
+    reasons = re.findall(r"UPDATE REFUSED, reason (\w+)", attacks)
+    assert reasons == ["not_jws", "unknown_key", "rollback", "bad_signature"], attacks
+    assert attacks.count("board pinset serial 2") == 4 and "UPDATE INSTALLED" not in attacks
+
+    work = re.search(r"working in (\S+)", out).group(1)
     assert not os.path.exists(work)
-    assert not [c for c in _cmdlines() if work in c], "a process the demo started outlived it"
+    assert not _processes_using(work), "a process the demo started outlived it"
 
 
-def _cmdlines():
+def test_demo_interrupted_while_the_board_runs_cleans_up():
+    # Ctrl-C in a terminal: SIGINT to the whole foreground process group, while
+    # the board's example runs in the background (step 11)
+    p = subprocess.Popen(DEMO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                         start_new_session=True)
+    seen = []
+    try:
+        for line in p.stdout:
+            seen.append(line)
+            if line.startswith("== 11."):
+                break
+        assert seen and seen[-1].startswith("== 11."), "".join(seen)[-3000:]
+        work = re.search(r"working in (\S+)", seen[0]).group(1)
+        assert _processes_using(work), "nothing of the demo running before the interrupt?"
+        os.killpg(p.pid, signal.SIGINT)
+        rest = p.stdout.read()
+        assert p.wait(60) == 130, rest[-3000:]
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        p.stdout.close()
+    assert "demo interrupted" in rest
+    assert not os.path.exists(work)
+    assert not _processes_using(work), "a process the demo started outlived the interrupt"
+
+
+def _processes_using(path):
+    """Processes whose command line, working directory or an open file lies under path
+    (the vboard's unix port has the demo's flash image open)."""
+    found = []
     for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
         try:
             with open("/proc/%s/cmdline" % pid, "rb") as f:
-                yield f.read().decode(errors="replace")
-        except (OSError, ValueError):
-            pass
+                names = [f.read().decode(errors="replace")]
+            names.append(os.readlink("/proc/%s/cwd" % pid))
+            fds = ["/proc/%s/fd/%s" % (pid, fd) for fd in os.listdir("/proc/%s/fd" % pid)]
+        except OSError:
+            continue  # gone, or not ours to look at
+        for fd in fds:
+            try:
+                names.append(os.readlink(fd))
+            except OSError:
+                pass  # closed meanwhile
+        if any(path in n for n in names):
+            found.append(pid)
+    return found

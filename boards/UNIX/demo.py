@@ -1,28 +1,48 @@
 """`make demo`: the whole certpin job on a virtual board, with no board and no internet.
 
+Provisioning:
   1. a private PKI: a genuine root -> intermediate -> leaf for "localhost", and a
      rogue CA that issued a certificate for the same name (the attacker);
-  2. two HTTPS servers on 127.0.0.1: the genuine backend and the attacker;
+  2. two HTTPS servers on 127.0.0.1 (the genuine backend and the attacker) and a
+     plain-HTTP update server (plain on purpose: the signature carries the trust);
   3. certpin pin      -> the genuine server's pins (chain verified with --cafile);
-     certpin keygen   -> an offline backup key;
-     certpin pinset new / pinset lint / verify (genuine: accepted; attacker: refused);
-  4. certpin vboard   -> a virtual board (the MicroPython unix port on a pty);
+  4. certpin keygen   -> an offline backup key;
+  5. certpin keygen --signing -> an offline pinset signing key;
+  6. certpin pinset new (with an "update" section) / pinset lint / verify
+     (genuine: accepted; attacker: refused);
+  7. certpin pinset sign -> the release bundle, published on the update server;
+  8. certpin vboard   -> a virtual board (the MicroPython unix port on a pty);
      certpin flash --lib -> the library and the pinset onto it;
-  5. the board's example (boards/UNIX/main.py) against both servers: the genuine
+  9. the board's example (boards/UNIX/main.py) against both servers: the genuine
      one connects, the attacker is refused with the message naming the pins.
+A signed pinset update in the field (docs/updates.md, docs/signing.md):
+ 10. the genuine server rotates to its backup key: the board, now running its
+     example on and on as a device does, still connects (the backup pin);
+ 11. the operator makes the next pinset (the live key + a new backup key),
+     lints, signs, check-updates it against the board's pinset, publishes it;
+ 12. the server's certificate changes to the new backup key: the board is
+     refused, fetches the signed update, installs it and reconnects;
+ 13. attacker bundles offered to the board (unsigned, signed by an unknown key,
+     a replay of the older bundle, a tampered payload): each refused with its
+     reason, the board's pinset unchanged.
 
-Everything it starts (servers, the vboard) and every file it writes (a temporary
-directory) is gone when it ends, also on Ctrl-C. Exit status 0 when every step
-did what it should.
+Everything it starts (servers, the vboard, the board's example) and every file
+it writes (a temporary directory) is gone when it ends, also on Ctrl-C. Exit
+status 0 when every step did what it should.
 """
+import base64
+import functools
+import http.server
 import json
 import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,7 +55,23 @@ from support.servers import TLSServer  # noqa: E402
 CERTPIN = [sys.executable, "-m", "certpin_host"]
 MPREMOTE = [sys.executable, "-m", "mpremote"]
 TIMEOUT = 120
+WAIT = 60  # seconds the running board gets to print what a step expects (a loaded machine is slow)
+UPDATE_PATH = "/fleet/certpin.jws"
 BOLD, RED, GREEN, RESET = ("\033[1m", "\033[31m", "\033[32m", "\033[0m") if sys.stdout.isatty() else ("",) * 4
+
+# Run on the board to offer it whatever the update server holds: the device
+# library fetches, verifies and installs or refuses it, as main.py does after a
+# refusal, but printing the refusal's machine-readable reason.
+OFFER_UPDATE = """\
+import certpin
+try:
+    ps, changed = certpin.fetch_update(timeout=15)
+    print("UPDATE %s (serial %s)" % ("INSTALLED" if changed else "unchanged", ps.serial))
+except certpin.UpdateError as e:
+    print("UPDATE REFUSED, reason %s" % e.reason)
+    print(e)
+print("board pinset serial %s" % certpin.load().serial)
+"""
 
 
 class StepFailed(Exception):
@@ -44,6 +80,10 @@ class StepFailed(Exception):
 
 def say(text):
     print("\n%s== %s%s" % (BOLD, text, RESET), flush=True)
+
+
+def note(text):
+    print("  " + text.replace("\n", "\n  "), flush=True)
 
 
 def show(cmd, cwd):
@@ -81,11 +121,14 @@ def start_vboard(root):
         m = re.match(r"vboard: port (\S+)", line)
         if m:
             return p, m.group(1)
-    stop_vboard(p)
+    end_process(p)
+    p.stdout.close()
     raise StepFailed("certpin vboard did not start")
 
 
-def stop_vboard(p):
+def end_process(p):
+    """End a process the demo started in a session of its own (the vboard, the
+    running board example), and its children."""
     if p.poll() is None:
         p.send_signal(signal.SIGTERM)
         try:
@@ -93,22 +136,141 @@ def stop_vboard(p):
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait(5)
-    p.stdout.close()
 
 
-def board_example(port, work, app, label):
-    """Put /app.json on the board and run the example there; returns its output."""
+def example_cmd(port, work, app, label):
+    """mpremote: put /app.json on the board, then run the example there."""
     cfg = os.path.join(work, "app-%s.json" % label)
     with open(cfg, "w") as f:
         json.dump(app, f)
-    p = run(MPREMOTE + ["connect", port, "resume", "fs", "cp", cfg, ":/app.json", "+",
-                        "run", os.path.join(HERE, "main.py")], work, what="the board's example")
-    return p.stdout
+    return MPREMOTE + ["connect", port, "resume", "fs", "cp", cfg, ":/app.json", "+", "run", os.path.join(HERE, "main.py")]
+
+
+def board_example(port, work, app, label):
+    """Run the example once on the board; returns its output."""
+    return run(example_cmd(port, work, app, label), work, what="the board's example").stdout
+
+
+class RunningExample:
+    """The board's example running on and on (attempts 0), as a device in the
+    field does, while the demo carries on: its output is collected by a thread
+    and shown when a step has something to show."""
+
+    def __init__(self, cmd, cwd):
+        show(cmd, cwd)
+        self.p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  start_new_session=True)
+        self.lines, self.ended = [], False
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.ended = True
+            self.cond.notify_all()
+
+    def mark(self):
+        with self.cond:
+            return len(self.lines)
+
+    def wait_for(self, text, start):
+        """Index of the first line from `start` on that contains `text`."""
+        deadline = time.monotonic() + WAIT
+        with self.cond:
+            while True:
+                for i in range(start, len(self.lines)):
+                    if text in self.lines[i]:
+                        return i
+                left = deadline - time.monotonic()
+                if self.ended or left <= 0:
+                    self.show(start, len(self.lines))
+                    raise StepFailed("the board's example %s without printing %r" % (
+                        "ended" if self.ended else "went %ds" % WAIT, text))
+                self.cond.wait(left)
+
+    def show(self, start, end):
+        with self.cond:
+            for line in self.lines[start:end]:
+                print("  | " + line)
+        sys.stdout.flush()
+
+    def count(self, text, start):
+        with self.cond:
+            return sum(text in line for line in self.lines[start:])
+
+    def interrupt(self, port):
+        """Ctrl-C to the board, as at its REPL (the vboard turns it into SIGINT):
+        the example stops, mpremote reports the KeyboardInterrupt and exits."""
+        fd = os.open(port, os.O_WRONLY | os.O_NOCTTY)
+        try:
+            os.write(fd, b"\x03")
+        finally:
+            os.close(fd)
+        try:
+            self.p.wait(15)
+        except subprocess.TimeoutExpired:
+            raise StepFailed("the board's example did not stop on Ctrl-C")
+
+    def stop(self):
+        end_process(self.p)
+        self.reader.join(5)  # it reads to EOF: close the pipe only after it is done
+        self.p.stdout.close()
+
+
+class UpdateServer:
+    """A plain HTTP file server on 127.0.0.1 serving the directory `root`: the
+    operator publishes by copying a bundle there. It records each request."""
+
+    def __init__(self, root):
+        log = self.log = []
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, fmt, *args):
+                log.append("%s %s" % (self.address_string(), fmt % args))
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=root))
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = "http://127.0.0.1:%d%s" % (self.port, UPDATE_PATH)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+def serve_leaf(server, leaf, directory):
+    """The server presents `leaf` from its next handshake on (a certificate change)."""
+    chain, key = leaf.write(directory)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(chain, key)
+    server.ctx = ctx
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def read(path, mode="r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def main():
     work = tempfile.mkdtemp(prefix="certpin-demo-")
-    servers, vboard = [], None
+    servers, vboard, running, updates = [], None, None, None
     signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         print("working in %s (removed at the end)" % work)
@@ -117,60 +279,161 @@ def main():
         cafile = pki.path("root.pem")
         print("  genuine chain and rogue CA written to %s" % os.path.relpath(pki.dir, work))
 
-        say("2. two HTTPS servers on 127.0.0.1 for the same name: the genuine backend and an attacker")
+        say("2. on 127.0.0.1: two HTTPS servers for the same name (the genuine backend and an attacker), "
+            "and an update server")
         for leaf, name in ((pki.genuine, "genuine backend"), (pki.rogue_leaf, "attacker (rogue CA)")):
             chain, key = leaf.write(pki.dir)
             servers.append(TLSServer(chain, key, name=name).start())
         genuine, attacker = servers
+        www = os.path.join(work, "www")
+        os.makedirs(www + os.path.dirname(UPDATE_PATH))
+        published = www + UPDATE_PATH
+        updates = UpdateServer(www)
         print("  genuine backend  https://localhost:%d" % genuine.port)
         print("  attacker         https://localhost:%d  (certificate from the rogue CA)" % attacker.port)
+        print("  update server    %s  (serves www/; plain HTTP on purpose: the signature carries the trust)"
+              % updates.url)
 
         say("3. compute the pins of the genuine server (its chain verified against our CA)")
-        p = run(CERTPIN + ["pin", "localhost:%d" % genuine.port, "--cafile", cafile], work)
+        run(CERTPIN + ["pin", "localhost:%d" % genuine.port, "--cafile", cafile], work)
         p = run(CERTPIN + ["pin", "localhost:%d" % genuine.port, "--cafile", cafile, "--json"], work)
         leaf_pin = [c for c in json.loads(p.stdout) if c["depth"] == 0][0]["spki_sha256"]
 
         say("4. an offline backup key: the spare that saves the fleet when the live key is lost")
-        run(CERTPIN + ["keygen", os.path.join(work, "backup-1.pem")], work)
+        backup1 = os.path.join(work, "backup-1.pem")
+        run(CERTPIN + ["keygen", backup1], work)
 
-        say("5. build the pinset: the live leaf pin plus the backup pin")
+        say("5. an offline signing key: it signs the next pinset the board fetches and installs")
+        sign1 = os.path.join(work, "sign-1.pem")
+        run(CERTPIN + ["keygen", "--signing", sign1, "--public", os.path.join(work, "sign-1.pub.pem")], work)
+        note("(one key keeps the demo short; a real fleet uses two or three, each on its own offline machine,\n"
+             " with threshold 2, so one stolen key signs nothing: docs/signing.md)")
+
+        say("6. build the pinset: the live leaf pin, the backup pin, and the update section; lint it, verify it")
         pins = os.path.join(work, "pins.json")
         expires = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 180 * 86400))
-        run(CERTPIN + ["pinset", "new", pins, "localhost", "--pin", leaf_pin,
-                       "--key", os.path.join(work, "backup-1.pem"), "--expires", expires], work)
-        with open(pins) as f:
-            print("  " + f.read().replace("\n", "\n  "))
-
-        say("6. lint it (governance rules), then verify it against the live servers")
+        run(CERTPIN + ["pinset", "new", pins, "localhost", "--pin", leaf_pin, "--key", backup1, "--expires", expires,
+                       "--update-key", os.path.join(work, "sign-1.pub.pem"), "--update-url", updates.url], work)
+        note(read(pins).rstrip())
         run(CERTPIN + ["pinset", "lint", pins], work)
         run(CERTPIN + ["verify", pins, "--host", "127.0.0.1", "--port", str(genuine.port), "--cafile", cafile], work)
         print("  ... and the attacker, even with its rogue CA trusted (a compromised CA): only the pins refuse it")
         both = os.path.join(work, "genuine-and-rogue-ca.pem")
         with open(both, "wb") as f:
-            f.write(pki.root_pem + open(pki.path("rogue-root.pem"), "rb").read())
+            f.write(pki.root_pem + read(pki.path("rogue-root.pem"), "rb"))
         run(CERTPIN + ["verify", pins, "--host", "127.0.0.1", "--port", str(attacker.port), "--cafile", both],
             work, expect=1)
 
-        say("7. a virtual board: the MicroPython unix port on a pty, LittleFS2 flash like an ESP32")
-        vboard, port = start_vboard(os.path.join(work, "board"))
+        say("7. sign the pinset, as an operator releases every pinset, and publish the bundle")
+        bundle1 = os.path.join(work, "pins-1.jws")
+        run(CERTPIN + ["pinset", "sign", pins, "--key", sign1, "-o", bundle1], work)
+        run(["cp", bundle1, published], work)
 
-        say("8. flash the library and the pinset onto it (lint, temporary name, board-side SHA-256, rename)")
+        say("8. a virtual board (the MicroPython unix port on a pty, LittleFS2 flash like an ESP32); "
+            "flash the library and the pinset")
+        vboard, port = start_vboard(os.path.join(work, "board"))
         run(CERTPIN + ["flash", pins, "--port", port, "--lib"], work)
 
-        say("9. the board's example (boards/UNIX/main.py) against the genuine backend")
+        say("9. the board's example (boards/UNIX/main.py) against the genuine backend, then the attacker")
         out = board_example(port, work, {"host": "localhost", "port": genuine.port, "attempts": 1}, "genuine")
         if "PINNED OK" not in out:
             raise StepFailed("the board did not connect to the genuine backend")
-
-        say("10. the same example against the attacker")
         out = board_example(port, work, {"host": "localhost", "port": attacker.port, "attempts": 1}, "attacker")
         if "REFUSED" not in out or leaf_pin not in out:
             raise StepFailed("the board did not refuse the attacker with a message naming the pins")
         if attacker.app_bytes:
             raise StepFailed("the attacker received application data: %r" % attacker.app_bytes[:80])
 
-        print("\n%sdemo passed%s: the board accepted the genuine backend and refused the attacker "
-              "before sending it a byte." % (GREEN + BOLD, RESET))
+        say("10. the genuine server rotates to its backup key (a certificate for backup-1.pem from the genuine CA)")
+        serve_leaf(genuine, pki.issue_for_key("backup-1", read(backup1, "rb")), pki.dir)
+        run(CERTPIN + ["verify", pins, "--host", "127.0.0.1", "--port", str(genuine.port), "--cafile", cafile], work)
+        note("the board now runs its example on and on, as a device in the field does (attempts 0: forever):")
+        running = RunningExample(example_cmd(port, work, {"host": "localhost", "port": genuine.port, "attempts": 0},
+                                             "running"), work)
+        boot = running.wait_for("UPDATE at boot", 0)
+        end = running.wait_for("retrying in", boot)
+        running.show(0, end + 1)
+        if "none newer (serial 1)" not in running.lines[boot]:
+            raise StepFailed("at boot the board should have found its own pinset on the update server")
+        if not any("PINNED OK" in line for line in running.lines[boot:end]):
+            raise StepFailed("the board did not connect to the server's backup key")
+
+        say("11. the operator: a new backup key, the next pinset (the live key, backup-1, + the new backup), "
+            "lint, sign, check, publish")
+        mark = running.mark()
+        backup2 = os.path.join(work, "backup-2.pem")
+        backup2_pin = run(CERTPIN + ["keygen", backup2], work).stdout.split()[0]
+        pins2 = os.path.join(work, "pins-2.json")
+        run(["cp", pins, pins2], work)
+        run(CERTPIN + ["pinset", "add", pins2, "localhost", "--key", backup1, "--key", backup2], work)
+        if json.loads(read(pins2))["serial"] != 2:
+            raise StepFailed("pinset add did not bump the serial to 2")
+        run(CERTPIN + ["pinset", "lint", pins2], work)
+        bundle2 = os.path.join(work, "pins-2.jws")
+        run(CERTPIN + ["pinset", "sign", pins2, "--key", sign1, "-o", bundle2], work)
+        print("  ... would a board holding pins.json (what the board runs now) install it?")
+        run(CERTPIN + ["pinset", "check-update", bundle2, "--current", pins], work)
+        run(["cp", bundle2, published], work)
+        note("meanwhile the board connected %d more time(s) with the backup pin"
+             % running.count("PINNED OK", mark))
+
+        say("12. the server's certificate changes to backup-2.pem, a key the board does not pin yet")
+        mark, logged = running.mark(), len(updates.log)
+        serve_leaf(genuine, pki.issue_for_key("backup-2", read(backup2, "rb")), pki.dir)
+        refused = running.wait_for("REFUSED", mark)
+        upd = running.wait_for("UPDATE after a refusal", refused)
+        end = running.wait_for("retrying in", upd)
+        running.interrupt(port)  # at once: it sleeps a second between attempts
+        print("  the board's output (its example then stopped with Ctrl-C, between attempts):")
+        running.show(refused, end + 1)
+        print("  the update server's log:")
+        for line in updates.log[logged:]:
+            print("  | " + line)
+        if "installed (serial 2)" not in running.lines[upd]:
+            raise StepFailed("the board did not install the signed update")
+        if not any("PINNED OK" in line for line in running.lines[upd:end]):
+            raise StepFailed("the board did not reconnect after the update")
+        running.stop()
+        running = None
+
+        say("13. attacker bundles on the update server, each offered to the board: the board's pinset must not change")
+        offer = os.path.join(work, "offer-update.py")
+        write(offer, OFFER_UPDATE)
+        print("  offer-update.py, run on the board:")
+        note("  " + OFFER_UPDATE.rstrip().replace("\n", "\n  "))
+        print("  the attacker's pinset: pins-2.json with the live key's pin replaced by the attacker's, serial 3")
+        evil = os.path.join(work, "evil.json")
+        run(["cp", pins2, evil], work)
+        run(CERTPIN + ["pinset", "add", evil, "localhost", "--pin", pki.rogue_leaf.pin, "--pin", backup2_pin], work)
+        payload = b64url(read(evil, "rb"))
+
+        unsigned = os.path.join(work, "unsigned.jws")
+        write(unsigned, json.dumps({"payload": payload, "signatures": []}))
+        run(CERTPIN + ["keygen", "--signing", os.path.join(work, "attacker-sign.pem")], work)
+        unknown = os.path.join(work, "unknown-key.jws")
+        run(CERTPIN + ["pinset", "sign", evil, "--key", os.path.join(work, "attacker-sign.pem"), "-o", unknown], work)
+        tampered = os.path.join(work, "tampered.jws")
+        genuine_bundle = json.loads(read(bundle2))
+        write(tampered, json.dumps(dict(genuine_bundle, payload=payload)))
+        attacks = (
+            ("unsigned: evil.json as the payload, no signatures", unsigned, "not_jws"),
+            ("signed by the attacker's own key", unknown, "unknown_key"),
+            ("a replay of the older, genuinely signed bundle (serial 1)", bundle1, "rollback"),
+            ("tampered: pins-2.jws with its payload swapped for evil.json, the operator's signature kept",
+             tampered, "bad_signature"),
+        )
+        for what, bundle, reason in attacks:
+            print("\n  -- %s (%s)" % (what, os.path.basename(bundle)))
+            run(["cp", bundle, published], work)
+            out = run(MPREMOTE + ["connect", port, "resume", "run", offer], work, what="offer-update.py").stdout
+            if "UPDATE REFUSED, reason %s" % reason not in out:
+                raise StepFailed("the board did not refuse %s with reason %s" % (os.path.basename(bundle), reason))
+            if "board pinset serial 2" not in out:
+                raise StepFailed("the board's pinset changed: %s" % out.strip().splitlines()[-1])
+
+        print("\n%sdemo passed%s: the board accepted the genuine backend and refused the attacker before sending "
+              "it a byte; when the server's key changed it fetched, verified and installed the signed pinset and "
+              "reconnected; it refused every attacker bundle and kept its pinset." % (GREEN + BOLD, RESET))
         return 0
     except StepFailed as e:
         print("\n%sdemo FAILED: %s%s" % (RED + BOLD, e, RESET), file=sys.stderr)
@@ -179,10 +442,15 @@ def main():
         print("\ndemo interrupted", file=sys.stderr)
         return 130
     finally:
+        if running:
+            running.stop()
         if vboard:
-            stop_vboard(vboard)
+            end_process(vboard)
+            vboard.stdout.close()
         for s in servers:
             s.stop()
+        if updates:
+            updates.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -93,7 +93,7 @@ class _Deadline(object if _CPY else __import__("io").IOBase):  # IOBase: a strea
         self.left()
         return self.s.send(b)
 
-    def close(self):
+    def close(self):  # certpin's SSLContext closes the socket it was given on a refusal
         self.s.close()
 
     def ioctl(self, req, arg):  # the stream protocol mbedTLS uses on MicroPython

@@ -8,9 +8,13 @@ import base64
 import hashlib
 import os
 
+import datetime
+import ipaddress
+
 import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 HOST = "localhost"
 
@@ -106,6 +110,33 @@ class PKI:
             f.write(self.root_pem)
         with open(os.path.join(directory, "rogue-root.pem"), "wb") as f:
             f.write(self.rogue.cert_pem.bytes())
+
+    def issue_for_key(self, name, key_pem):
+        """A genuine leaf for HOST whose key is ``key_pem`` (e.g. a backup key from
+        `certpin keygen`), signed by the genuine intermediate: what a CA returns for
+        a CSR of that key, i.e. a server rotating to its backup key."""
+        ca_cert = x509.load_pem_x509_certificate(self.intermediate.cert_pem.bytes())
+        ca_key = serialization.load_pem_private_key(self.intermediate.private_key_pem.bytes(), None)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]))
+            .issuer_name(ca_cert.subject)
+            .public_key(serialization.load_pem_private_key(key_pem, None).public_key())
+            .serial_number(x509.random_serial_number())
+            # a day back: notBefore stays before the pinset's `issued`, so a
+            # matched pin does not move the device's time floor
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(HOST), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        leaf = Leaf(name, key_pem, [cert.public_bytes(serialization.Encoding.PEM), self.intermediate.cert_pem.bytes()])
+        leaf.write(self.dir)
+        return leaf
 
     def leaves(self):
         return [self.genuine, self.rotated, self.rogue_leaf, self.attacker_with_genuine_intermediate]
