@@ -1,30 +1,43 @@
 # certpin: X.509 public-key and certificate pinning for MicroPython and CPython.
 #
 #   spki_sha256(der), cert_sha256(der)   the digests inside pins
-#   load(path), loads(text) -> Pinset    read and validate a pinset
-#   check(pinset, host, chain)           pure check of a DER chain (leaf first)
-#                                        (loaded on first use)
-#   SSLContext(pinset, cadata, on_failure), connect(host, port, ...)
-#                                        pinned TLS (loaded on first use)
-#   install(pinset, cadata, others), uninstall()
+#   load(path="/certpin.json"), loads(text) -> Pinset
+#                                        read and validate a pinset
+#   check(pinset, host, chain, verified=False) -> the pin that matched
+#                                        pure check of a DER chain (leaf first)
+#   SSLContext(pinset, cadata=None, on_failure=None)
+#   connect(host, port=443, pinset=None, cadata=None, timeout=None)
+#                                        pinned TLS
+#   install(pinset=None, cadata=None, others="refuse"), uninstall()
 #                                        every TLS client connection of the
-#                                        application pinned (MicroPython; on use)
+#                                        application pinned (MicroPython)
+#   update(bundle, path="/certpin.json") -> Pinset
+#   fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None)
+#                                        -> (Pinset, changed): signed pinset
+#                                        updates (docs/updates.md)
 #
 # Every refusal is a certpin.Error: PinError (the peer did not match, or its
-# pins could not be checked) or PinsetError (the pinset is unusable).
+# pins could not be checked), PinsetError (the pinset is unusable) or
+# UpdateError (a signed update was refused; e.reason names the rule).
 #
-# This module holds what every user needs (the DER walk, the loaded Pinset,
-# the matching every connection uses). It is one module rather than three
-# because on a device each module costs RAM of its own (measured on the unix
-# port: `import certpin` took 8.3 KB as three modules, 7.5 KB as one). Rarely needed code lives in modules imported on first use: _load
-# (validation, dropped after use on a device), _check (check()), _tls
-# (pinned TLS), _deferred, _report (failure text), _cpy (CPython TLS),
-# _install (install(): the stand-in for the tls module), _patch (install()'s
-# work, dropped after use on a device).
+# RAM is what a device has least of, and it shares its heap with mbedTLS: this
+# module holds only what every connection needs (the DER walk, the loaded
+# Pinset, matching); the rest is resolved on use by __getattr__ below, and
+# the modules that run rarely (_load: validation, _report/_refuse: failures,
+# _update/_fetch/_floor/_p256: updates, _patch: install()'s work) are
+# dropped again after each call on a device. Measured: `make bench`.
 __version__ = "0.1.0"
 
 import hashlib
 import sys
+
+try:
+    import tls
+except ImportError:  # MicroPython < 1.23 (and CPython): the C module ssl
+    try:
+        import ssl as tls
+    except ImportError:  # 1.20 and older on a port without the ssl -> ussl weak link
+        import ussl as tls
 
 
 class Error(Exception):
@@ -36,12 +49,6 @@ class PinError(Error):
 
 
 class PinsetError(Error):
-    pass
-
-
-class UpdateError(Error):
-    # A pinset update was refused: e.reason says which rule (docs/updates.md),
-    # set where it is raised (certpin._update); e.args[0] is the message.
     pass
 
 
@@ -281,16 +288,16 @@ def _ip(name):
 _ONCE = ("_load", "_report", "_refuse", "_installmsg", "_update", "_fetch", "_p256", "_floor")
 
 
-def _use(name, fn, *args):
-    # certpin.<name>.<fn>(*args), the module imported for this one call. On a
-    # device it is dropped again afterwards, with every other _ONCE module it
-    # imported: validation runs once at boot, failure text only when something
-    # is refused, updates rarely, so none of them stays resident in a heap
-    # that the TLS stack shares.
+def _use(name, fn, *args, **kw):
+    # certpin.<name>.<fn>(*args, **kw), the module imported for this one call.
+    # On a device it is dropped again afterwards, with every other _ONCE module
+    # it imported: validation runs once at boot, failure text only when
+    # something is refused, updates rarely, so none of them stays resident in
+    # a heap that the TLS stack shares.
     m = "certpin." + name
     __import__(m)
     try:
-        return getattr(sys.modules[m], fn)(*args)
+        return getattr(sys.modules[m], fn)(*args, **kw)
     finally:
         if sys.implementation.name == "micropython":
             g = globals()  # an import also binds the submodule here
@@ -298,26 +305,6 @@ def _use(name, fn, *args):
                 sys.modules.pop("certpin." + n, None)
                 if n in g:
                     del g[n]
-
-
-def loads(text):
-    """Parse and validate pinset JSON (str or UTF-8 bytes) into a Pinset."""
-    return _use("_load", "loads", text)
-
-
-def load(path="/certpin.json"):
-    """Read and validate the pinset file at ``path``, and its time floor."""
-    return _use("_load", "load", path)
-
-
-def update(bundle, path="/certpin.json"):
-    """Install a signed pinset update (docs/updates.md); the Pinset now installed."""
-    return _use("_update", "update", bundle, path)
-
-
-def fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None):
-    """GET a signed pinset update (url: the pinset's update.url), then update(): (Pinset, changed)."""
-    return _use("_fetch", "fetch_update", url, path, timeout, cadata)
 
 
 def match(ps, r, der, d):
@@ -341,19 +328,232 @@ def match(ps, r, der, d):
     return -1
 
 
+# ---- Pinned TLS (MicroPython) ----
+# Conn is the pin check of one connection (shared with the CPython layer in
+# _cpy.py); SSLContext and connect() are the MicroPython layer (on CPython
+# they come from _cpy.py, see the end of this module). They live in this
+# module rather than one of their own because a module costs RAM of its own
+# (measured: 0.6 KB) and every device that pins connects.
+#
+# On MicroPython (>= 1.23) the pins are checked inside the handshake by
+# tls.SSLContext.verify_callback, hashing mbedTLS's buffer in place: a mismatch
+# aborts the handshake before any application byte is sent. Older firmware
+# (no verify_callback, or no SSLContext at all) is handled by certpin/_old.py,
+# which only such firmware ever loads. Everything that runs when a check fails
+# or a pinset has expired (the messages, on_failure, the refusal) is in
+# _refuse.py and _report.py, loaded for that and dropped again.
+
+# Rejects from the callback must be negative mbedTLS codes, and not
+# X509_CERT_VERIFY_FAILED (-0x2700): CERT_OPTIONAL forgives that one.
+_REJECT = -0x3000  # MBEDTLS_ERR_X509_FATAL_ERROR
+
+
+class Conn:
+    # see() runs inside mbedTLS's verify callback: it never raises (that would
+    # unwind through C), never calls user code and allocates only the digest
+    # of a certificate it has to check. on_failure is called from _report,
+    # outside the handshake.
+    def __init__(self, ctx, host):
+        ps = ctx.pinset
+        if not host:
+            raise PinError("server_hostname is required: pins are looked up by it")
+        r = ps._find(host)  # a PinError for a name the stack would read differently
+        if r < 0:
+            raise PinError(_use("_report", "unknown", ps, host))
+        self.ctx, self.ps, self.r, self.host = ctx, ps, r, host
+        self.verified = bool(ctx.cadata)  # CA validation: a pin may match any depth
+        self.report = ps._b[r] & 2  # report_only
+        self.pins = True  # False: an expired pinset with cadata, CA validation only
+        self.leaf = False  # the check ran on depth 0
+        self.matched = -1  # the index of the pin that matched
+        self.nb = 0  # the notBefore of the certificate that matched
+        self.seen = None  # [(depth, digest or error text)] while nothing matched
+        self.error = None  # what see() raised
+        e, f = ps.expires, ps.floor  # expiry is judged against the time floor, never the raw clock
+        if e and f and f > e:
+            _use("_refuse", "expired", self)
+
+    def see(self, cert, depth):
+        # One certificate of the chain the stack built, top first, leaf last:
+        # 0 lets the handshake go on, _REJECT aborts it. Without cadata only
+        # the leaf can match, so only the leaf is hashed.
+        try:
+            if depth == 0:
+                self.leaf = True
+            if self.pins and self.matched < 0 and (depth == 0 or self.verified):
+                try:
+                    d = spki_sha256(cert)
+                    self.matched = match(self.ps, self.r, cert, d)
+                    if self.matched >= 0:
+                        self.nb = not_before(cert)  # used only once the handshake has passed: finish()
+                except Error as e:
+                    d = e.args[0]
+                if self.matched < 0:
+                    if self.seen is None:
+                        self.seen = []
+                    self.seen.append((depth, d))
+            return 0 if depth or self.matched >= 0 or self.report or not self.pins else _REJECT
+        except Exception as e:  # MemoryError or a bug: refuse, never unwind through C
+            self.error = e
+            return _REJECT
+
+    def finish(self):
+        # After the handshake, before the socket reaches the caller.
+        if self.error is None and (self.matched >= 0 or not self.pins):
+            # Passed. Only now, with the handshake complete (the server proved
+            # it holds the pinned key), may the matched certificate's notBefore
+            # move the time floor; never from inside the callback.
+            n = self.nb
+            ps = self.ps
+            f = ps.floor
+            if n and (f is None or n > f[0] * 10000 + f[1] * 100 + f[2]):
+                f = (n // 10000, n // 100 % 100, n % 100)
+                if ps._fp:  # a pinset from a file: the floor file too (written only when it moves)
+                    _use("_floor", "advance", ps, f)
+                else:
+                    ps.floor = f
+            return
+        _use("_refuse", "finish", self)  # a PinError (or only a report, for report_only)
+
+    def refused(self, exc):
+        # The stack refused the handshake: a PinError that says why, or the
+        # network error itself (raised by the caller).
+        _use("_refuse", "refused", self, exc)
+
+
+def context_args(pinset, cadata, on_failure):
+    if not isinstance(pinset, Pinset):
+        raise PinsetError("expected a Pinset from certpin.load() or certpin.loads()")
+    if on_failure is not None and not callable(on_failure):
+        raise Error("on_failure must be callable")
+    if cadata is None:
+        return pinset, None, on_failure
+    cadata = list(cadata) if isinstance(cadata, (list, tuple)) else [cadata]
+    for i, c in enumerate(cadata):
+        if not isinstance(c, (bytes, bytearray)):
+            raise Error("cadata: expected DER certificate bytes or a list of them")
+        cadata[i] = bytes(c)  # MicroPython's TLS takes no bytearray (TypeError); bytes(bytes) is no copy
+    return pinset, cadata or None, on_failure
+
+
+class SSLContext:
+    """An SSLContext whose connections must match ``pinset``.
+
+    Use it wherever code takes an SSLContext (umqtt.simple's ssl=,
+    asyncio.open_connection(..., ssl=ctx)). ``cadata``: a DER CA certificate or
+    a list; with it mbedTLS validates the chain and the hostname, and a pin may
+    match any certificate of the validated chain; without it only the leaf may.
+    ``on_failure(record)``: called for each failure with a dict (host, reason,
+    enforced, message).
+    """
+
+    _cert = None  # (cert, key) to present (mutual TLS): set by certpin.install()
+
+    def __init__(self, pinset, cadata=None, on_failure=None):
+        self.pinset, self.cadata, self.on_failure = context_args(pinset, cadata, on_failure)
+
+    def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
+        s = None
+        try:
+            st = Conn(self, server_hostname)  # an unpinned or unusable name is refused before any TLS
+            # One mbedTLS context per connection: callback state is per
+            # connection and deferred handshakes may interleave.
+            c = None
+            try:
+                c = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+                c.verify_callback = st.see
+            except AttributeError:  # MicroPython < 1.23: no SSLContext (c None) or no verify_callback
+                from certpin._old import wrap_socket
+
+                return wrap_socket(st, c, sock, server_hostname)
+            for der in self.cadata or ():
+                try:
+                    c.load_verify_locations(der)  # one positional argument, no keywords (1.22 differs: _old.py)
+                except ValueError:
+                    raise Error("cadata: a certificate this firmware cannot load (DER expected)")
+            if self._cert:
+                c.load_cert_chain(*self._cert)
+            # CERT_NONE would skip the callback; CERT_OPTIONAL runs it and
+            # ignores chain errors, which is why Conn then lets only the leaf match.
+            c.verify_mode = tls.CERT_REQUIRED if self.cadata else tls.CERT_OPTIONAL
+            try:
+                s = c.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=do_handshake_on_connect)
+            except (OSError, ValueError) as e:
+                st.refused(e)
+                raise
+            if not do_handshake_on_connect:
+                from certpin._deferred import Deferred  # only asyncio-style users pay for it
+
+                return Deferred(s, st)
+            st.finish()
+            return s
+        except BaseException as e:  # refused: closed for good, the TCP connection too
+            try:
+                (s or sock).close()
+            except Exception:  # a stream without close(): the refusal still stands
+                pass
+            raise e
+
+
+def open_socket(ctx_class, host, port, pinset, cadata, timeout):
+    import socket
+
+    from certpin import load
+
+    ctx = ctx_class(load() if pinset is None else pinset, cadata)
+    Conn(ctx, host)  # refuse an unpinned host before any network traffic
+    ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    s = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
+    try:
+        if timeout is not None:
+            s.settimeout(timeout)
+        s.connect(ai[-1])
+        return ctx.wrap_socket(s, server_hostname=host)
+    except BaseException:
+        s.close()
+        raise
+
+
+def connect(host, port=443, pinset=None, cadata=None, timeout=None):
+    """A connected TLS socket to host:port whose certificate matched the pinset."""
+    return open_socket(SSLContext, host, port, pinset, cadata, timeout)
+
+
 def __getattr__(name):
-    # Imported on first use, then cached in this module: the pure check()
-    # (host tools, tests), the TLS layer, install(). A device that only
-    # connects never loads check(); the host tools never load the TLS layer.
-    if name == "check":
-        m = "_check"
-    elif name == "SSLContext" or name == "connect":
-        m = "_cpy" if sys.implementation.name == "cpython" else "_tls"
-    elif name == "install" or name == "uninstall":
-        m = "_install"
+    # The rest of the API, resolved on use so that what a device does not use
+    # costs it no RAM:
+    #   load, loads, update, fetch_update: their module is loaded for the call
+    #     and dropped again (nothing cached: a fresh function on each access);
+    #   check, install, uninstall, and on CPython SSLContext and connect:
+    #     imported once, then cached here;
+    #   UpdateError: made once, on first use, and kept.
+    if name == "load" or name == "loads":
+        m = "_load"
+    elif name == "update":
+        m = "_update"
+    elif name == "fetch_update":
+        m = "_fetch"
     else:
-        raise AttributeError(name)
-    m = "certpin." + m
-    __import__(m)
-    v = globals()[name] = getattr(sys.modules[m], name)
-    return v
+        if name == "check":
+            v = "_check"
+        elif name == "SSLContext" or name == "connect":  # CPython's (MicroPython's are above)
+            v = "_cpy"
+        elif name == "install" or name == "uninstall":
+            v = "_install"
+        elif name == "UpdateError":
+            v = None
+        else:
+            raise AttributeError(name)
+        if v:
+            v = "certpin." + v
+            __import__(v)
+            v = getattr(sys.modules[v], name)
+        else:  # a signed update was refused: e.reason names the rule (docs/updates.md)
+            v = type(name, (Error,), {})
+        globals()[name] = v
+        return v
+    return lambda *a, **kw: _use(m, name, *a, **kw)
+
+
+if sys.implementation.name == "cpython":  # CPython's TLS layer is _cpy.py (via __getattr__)
+    del SSLContext, connect

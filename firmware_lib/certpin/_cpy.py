@@ -6,11 +6,11 @@
 import ssl
 
 from certpin import Error, PinError, _use
-from certpin._tls import Conn, context_args, open_socket
+from certpin import Conn, context_args, open_socket
 
 
 class SSLContext:
-    """An SSLContext whose connections must match ``pinset`` (see certpin/_tls.py)."""
+    """An SSLContext whose connections must match ``pinset`` (see certpin/__init__.py)."""
 
     def __init__(self, pinset, cadata=None, on_failure=None):
         self.pinset, self.cadata, self.on_failure = context_args(pinset, cadata, on_failure)

@@ -9,7 +9,7 @@
 # https: if the update host is in the pinset, its pins apply (certpin's own
 # pinned SSLContext); otherwise TLS without pins, validated against cadata
 # when given (CERT_REQUIRED), else not validated at all. Both use the TLS
-# module certpin._tls captured at import, not whatever sys.modules["tls"] or
+# module certpin captured at import, not whatever sys.modules["tls"] or
 # "ssl" is now (certpin.install() replaces those so every connection is pinned).
 # Loaded for one call and dropped afterwards.
 import socket
@@ -104,7 +104,7 @@ class _Deadline(object if _CPY else __import__("io").IOBase):  # IOBase: a strea
 
 
 def _tls_micropython(raw, host, ps, cadata):
-    from certpin._tls import SSLContext, tls  # tls: the real module, captured before any install()
+    from certpin import SSLContext, tls  # tls: the real module, captured before any install()
 
     if ps is not None:  # the update host is pinned: its pins apply
         return SSLContext(ps, cadata).wrap_socket(raw, server_hostname=host)
@@ -278,7 +278,7 @@ def _head(head, url):
     return length, loc, st[1]
 
 
-def fetch_update(url, path, timeout, cadata):
+def fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None):
     try:
         installed = read(path)
         ps = loads(installed)

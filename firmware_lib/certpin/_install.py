@@ -14,7 +14,6 @@
 # device (measured: `make bench`).
 import sys
 
-import certpin._tls
 from certpin import Error, PinError, _use
 
 try:
@@ -33,7 +32,7 @@ _NO_HOST = const(5)
 _UNPINNED = const(6)
 _CA_FAILED = const(7)
 
-_tls = sys.modules["certpin._tls"]  # binds the firmware's module first: certpin's own connections keep it
+_tls = sys.modules["certpin"]  # certpin's TLS layer: its `tls` is the firmware's module, bound before any install()
 
 _policy = None  # (pinset, cadata, others) | the exception install() failed with | None
 _saved = None  # while installed: [(sys.modules key, previous entry or None)]

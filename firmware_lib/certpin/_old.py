@@ -1,5 +1,5 @@
 # Pinned TLS on firmware without verify_callback (MicroPython < 1.23). Only
-# such firmware loads this module (certpin._tls hands over when tls.SSLContext
+# such firmware loads this module (certpin.SSLContext hands over when tls.SSLContext
 # or its verify_callback is missing), so it costs nothing on 1.23 and later.
 #
 # This firmware cannot show certpin the chain during the handshake. Where
@@ -27,7 +27,7 @@
 # which sends the application's bytes in the same call. (On a non-blocking
 # socket these firmwares retry the handshake until it is done.)
 from certpin import Error, _use
-from certpin._tls import tls
+from certpin import tls
 
 
 def wrap_socket(st, c, sock, host):

@@ -1,5 +1,5 @@
 # What a connection does when its pin check did not pass (the cold paths of
-# certpin._tls.Conn): on_failure, the refusal, the expired-pinset notice.
+# certpin.Conn): on_failure, the refusal, the expired-pinset notice.
 # Loaded only then and dropped again on a device; the message for a mismatch
 # comes from _report.
 from certpin import PinError
