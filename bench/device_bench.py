@@ -1,11 +1,23 @@
-# Runs on the MicroPython unix port (from .mpy): speed and memory of certpin.
+# Runs on the MicroPython unix port (from .mpy): certpin's per-call figures.
 # argv: DIR holding rsa2048.der, p256.der, pinset50.json, and for updates
-# update/certpin.json (serial 1) with update/b2.jws ... b7.jws. Prints JSON.
+# update/certpin.json (serial 1) with update/b2.jws ... b7.jws. Prints JSON:
+# the heap and time of spki_sha256 and check, RAM per pin, signed updates,
+# certpin.install(). (What an application pays: bench/app_bench.py.)
 import gc
 import hashlib
 import json
+import micropython
 import sys
 import time
+
+
+def mark(name):
+    # A qstr_info line after "MARK name": bench/run.py reads how much of a
+    # figure is the qstr pool growing (pools double when full, so one more
+    # interned name can cost 2 KB at once, whoever interns it).
+    print("MARK", name)
+    micropython.qstr_info()
+
 
 d = sys.argv[1]
 gc.collect()
@@ -14,9 +26,6 @@ import certpin  # noqa: E402
 
 gc.collect()
 import_ram = gc.mem_alloc() - m0
-certpin.SSLContext  # the TLS layer, loaded on first use
-gc.collect()
-import_ram_tls = gc.mem_alloc() - m0
 
 
 
@@ -47,7 +56,7 @@ def full_hash(der):
     return hashlib.sha256(der).digest()
 
 
-out = {"import_ram": import_ram, "import_ram_with_tls": import_ram_tls}
+out = {"import_ram": import_ram}
 for name in ("rsa2048", "p256"):
     der = open(d + "/" + name + ".der", "rb").read()
     mv = memoryview(der)
@@ -124,19 +133,6 @@ m = gc.mem_alloc()
 certpin.update(b, up)  # the identical bundle: verified, then a no-op
 out["update_alloc_noop"] = gc.mem_alloc() - m
 gc.enable()
-# P-256 verify alone.
-import certpin._p256 as p256  # noqa: E402
-from binascii import a2b_base64  # noqa: E402
-
-vk = json.loads(open(d + "/update/verify.json").read())
-key = p256.public_key(a2b_base64(vk["spki"]))
-dg = a2b_base64(vk["digest"])
-sig = a2b_base64(vk["sig"])
-if not p256.verify(key, dg, sig):
-    raise SystemExit("verify vector failed")
-out["p256_verify_us"] = best_us(lambda a: p256.verify(key, dg, sig), None, n=5, runs=10)
-out["p256_verify_alloc"] = alloc(p256.verify, key, dg, sig)
-
 # certpin.install(): what it keeps resident once the TLS layer and the pinset
 # are loaded (its module, the policy, the sys.modules entries), with the
 # modules a typical application has imported for install() to walk.
@@ -146,11 +142,13 @@ import ssl  # noqa: E402,F401
 
 scrub(30)
 gc.collect()
+mark("install_before")
 m = gc.mem_alloc()
 certpin.install(ps)
 scrub(30)
 gc.collect()
 out["install_ram"] = gc.mem_alloc() - m
+mark("install_after")
 out["install_modules"] = len(sys.modules)
 best = None
 for _ in range(20):  # the walk of sys.modules, each time (uninstall() undoes it)

@@ -1,17 +1,28 @@
-"""`make bench`: speed and memory of the device library on the MicroPython unix port.
+"""`make bench`: what the device library costs on the MicroPython unix port.
 
-Compiles firmware_lib/certpin to .mpy with mpy-cross, generates an RSA-2048
-and a P-256 leaf and a 50-host pinset, runs bench/device_bench.py on the unix
-port and prints each figure next to its target; then ES256 verification
-(certpin._p256) with bench/p256_bench.py: time, peak heap (the least free
-heap a verify succeeds in: see that file), module size and RAM.
-`bench/run.py p256` prints only the ES256 rows.
+The library is compiled as `certpin flash --lib` compiles it (mpy-cross -O3,
+source names certpin/<module>.py) and each part runs on the unix port:
+
+  bench/app_bench.py     what an application pays (issue 11): RAM retained
+                         after `import certpin`, a 1-host pinset and the first
+                         pinned connection; heap one pinned connection
+                         allocates beyond a plain one; pinned / plain time,
+                         with and without cadata (TLS servers on 127.0.0.1)
+  bench/device_bench.py  per-call figures: spki_sha256 and check heap and
+                         time, RAM per pin, signed updates, certpin.install()
+  bench/p256_bench.py    ES256 verification: time, peak heap, RAM
+
+Each figure is printed next to its target. `bench/run.py app` and
+`bench/run.py p256` run one part. What freezing saves: bench/frozen.py
+(`make bench-frozen`). The unix port is 64-bit: objects and GC blocks are
+twice a board's size.
 """
 import base64
 import datetime
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,6 +36,7 @@ from cryptography.x509.oid import NameOID
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "firmware_lib", "certpin")
 BIN = os.path.dirname(sys.executable)
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # the test PKI and TLS servers
 
 
 def leaf(key, ca_key):
@@ -100,7 +112,7 @@ def update_peak(micropython, env, d):
     shutil.copytree(d, tmp)
     pre = "import certpin\nps = certpin.load(%r)\nb = open(%r).read()\n" % (tmp + "/certpin.json", tmp + "/b7.jws")
     base = min_heap(micropython, env, pre + "print('DONE')\n")
-    # b7 over serial 1 each time: the file is restored by a failed run? No: use a copy per run.
+    # Each run copies serial 1 back first, so every run installs b7 over it.
     code = ("import os\n" + pre + "open(%r, 'w').write(open(%r).read())\n" % (tmp + "/certpin.json", d + "/certpin.json")
             + "ps = certpin.load(%r)\n" % (tmp + "/certpin.json") + "certpin.update(b, %r)\nprint('DONE')\n" % (tmp + "/certpin.json"))
     return min_heap(micropython, env, code) - base
@@ -150,26 +162,72 @@ def p256_rows(micropython, env, work, pkg):
     ]
 
 
-def main():
-    micropython = os.environ.get("MICROPYTHON") or os.path.join(BIN, "micropython")
-    mpy_cross = os.path.join(BIN, "mpy-cross")
-    work = tempfile.mkdtemp(prefix="certpin-bench-")
+def compile_library(work, mpy_cross=None):
+    """The library as .mpy in work/lib/certpin; returns (pkg dir, {module: .mpy size})."""
+    mpy_cross = mpy_cross or os.path.join(BIN, "mpy-cross")
     pkg = os.path.join(work, "lib", "certpin")
     os.makedirs(pkg)
-    mpy_total = 0
+    sizes = {}
     for f in sorted(os.listdir(LIB)):
-        if f.endswith(".py"):
+        if f.endswith(".py") and f != "_cpy.py":  # _cpy is CPython-only: never on a board
             out = os.path.join(pkg, f[:-3] + ".mpy")
-            # As `certpin flash` compiles (flash.compile_library): -O3, source name certpin/<f>.
             subprocess.run([mpy_cross, "-O3", "-s", "certpin/" + f, "-o", out, os.path.join(LIB, f)], check=True)
-            mpy_total += os.path.getsize(out)
-    env = dict(os.environ, MICROPYPATH=os.path.join(work, "lib") + ":.frozen")
-    if sys.argv[1:] == ["p256"]:  # only the ES256 rows: bench/run.py p256
-        return report("certpin bench (ES256 only)", p256_rows(micropython, env, work, pkg), pkg)
-    # _cpy is CPython-only; _p256 is loaded only for a pinset update (its own rows).
-    device_files = [f for f in os.listdir(pkg) if f not in ("_cpy.mpy", "_p256.mpy")]
-    mpy_device = sum(os.path.getsize(os.path.join(pkg, f)) for f in device_files)
+            sizes[f[:-3]] = os.path.getsize(out)
+    return pkg, sizes
 
+
+def app_figures(micropython, env, work, runs=15):
+    """Run bench/app_bench.py against a genuine TLS server on 127.0.0.1 (the test PKI)."""
+    from support.pki import PKI
+    from support.servers import TLSServer
+
+    pki = PKI(os.path.join(work, "pki"))
+    chain, key = pki.genuine.write(pki.dir)
+    server = TLSServer(chain, key, name="genuine").start()
+    try:
+        cfg = {"port": server.port, "cadata": pki.path("root.der"), "runs": runs,
+               "pinset_text": json.dumps({"format": 1, "serial": 1, "expires": "2099-12-31",
+                                          "hosts": {"localhost": {"pins": [pki.genuine.pin, pki.rotated.pin]}}})}
+        path = os.path.join(work, "app.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        p = subprocess.run([micropython, os.path.join(ROOT, "bench", "app_bench.py"), path], env=env,
+                           capture_output=True, text=True, timeout=600)
+    finally:
+        server.stop()
+    if p.returncode:
+        sys.exit("bench failed:\n" + p.stdout + p.stderr)
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    q = [int(n) for n in re.findall(r"n_qstr=(\d+)", p.stdout)]
+    r["qstrs"] = q[1] - q[0] if len(q) == 2 else None
+    return r
+
+
+def app_rows(r):
+    return [
+        ("RAM retained: import certpin + a 1-host pinset + the first pinned connection (closed)",
+         r["retained_first"], 8192, "B"),
+        ("  of which: import certpin / loads() the pinset / the connection",
+         "%d / %d / %d" % (r["retained_import"], r["retained_loaded"] - r["retained_import"],
+                           r["retained_first"] - r["retained_loaded"]), None, ""),
+        ("  qstrs certpin interned by then (each ~20 B; the pool grows by doubling)", r["qstrs"], None, ""),
+        ("RAM retained after a certpin.connect() too", r["retained_connect"], None, "B"),
+        ("heap one pinned connection allocates beyond a plain tls one (gc off)",
+         r["alloc_pinned"] - r["alloc_plain"], 1024, "B"),
+        ("  plain tls connection / pinned connection", "%d / %d" % (r["alloc_plain"], r["alloc_pinned"]), None, "B"),
+        ("time, pinned / plain connection, leaf pin (plain: CERT_NONE, as requests does)",
+         round(r["us_pinned"] / r["us_plain"], 2), 1.05, "x"),
+        ("  pinned / CERT_OPTIONAL with a callback that accepts (the mode the pin check needs)",
+         round(r["us_pinned"] / r["us_optional"], 2), None, "x"),
+        ("time, pinned / plain connection, with cadata (both CERT_REQUIRED)",
+         round(r["us_pinned_ca"] / r["us_plain_ca"], 2), 1.05, "x"),
+        ("  best of 15 x 3 interleaved, ms: CERT_NONE %.1f, CERT_OPTIONAL %.1f, pinned %.1f; with cadata %.1f, pinned %.1f" % (
+            r["us_plain"] / 1000, r["us_optional"] / 1000, r["us_pinned"] / 1000, r["us_plain_ca"] / 1000,
+            r["us_pinned_ca"] / 1000), "", None, ""),
+    ]
+
+
+def device_figures(micropython, env, work):
     ca_key = ec.generate_private_key(ec.SECP256R1())
     rsa_ca = rsa.generate_private_key(65537, 2048)
     with open(os.path.join(work, "rsa2048.der"), "wb") as f:
@@ -187,48 +245,84 @@ def main():
     hosts["api49.device-fleet.example.com"]["pins"][1] = "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
     with open(os.path.join(work, "pinset50.json"), "w") as f:
         json.dump({"format": 1, "serial": 1, "expires": "2027-06-30", "hosts": hosts}, f)
-
     make_update_files(os.path.join(work, "update"))
-
     p = subprocess.run([micropython, os.path.join(ROOT, "bench", "device_bench.py"), work],
                        env=env, capture_output=True, text=True, timeout=300)
     if p.returncode:
         sys.exit("bench failed:\n" + p.stdout + p.stderr)
     r = json.loads(p.stdout.strip().splitlines()[-1])
     r["update_peak"] = update_peak(micropython, env, os.path.join(work, "update"))
-    ver = subprocess.run([micropython, "-c", "import sys; print(sys.version)"], capture_output=True, text=True).stdout.strip()
+    r["pool"] = pool_marks(p.stdout)
+    return r
 
-    rows = [
+
+def pool_marks(out):
+    """{mark: qstr pool bytes} from the "MARK name" + qstr_info lines a device script printed."""
+    marks = {}
+    name = None
+    for line in out.splitlines():
+        if line.startswith("MARK "):
+            name = line.split()[1]
+        elif name and "n_total_bytes=" in line:
+            marks[name] = int(re.search(r"n_total_bytes=(\d+)", line).group(1))
+            name = None
+    return marks
+
+
+def device_rows(r, sizes):
+    resident = sizes["__init__"]
+    return [
         ("spki_sha256 heap, RSA-2048 leaf as memoryview (verify_callback path)", r["rsa2048"]["spki_alloc_memoryview"], 256, "B"),
         ("spki_sha256 heap, RSA-2048 leaf as bytes", r["rsa2048"]["spki_alloc_bytes"], 256, "B"),
         ("spki_sha256 heap, P-256 leaf as memoryview", r["p256"]["spki_alloc_memoryview"], 256, "B"),
         ("check heap, leaf as bytes", r["check_alloc_bytes_leaf"], 384, "B"),
         ("check heap, leaf as memoryview", r["check_alloc_memoryview_leaf"], 384, "B"),
-        ("spki_sha256 / sha256(whole cert), RSA-2048 (%d B cert)" % r["rsa2048"]["cert_bytes"], round(r["rsa2048"]["ratio"], 2), 1.3, "x"),
-        ("spki_sha256 / sha256(whole cert), P-256 (%d B cert)" % r["p256"]["cert_bytes"], round(r["p256"]["ratio"], 2), 1.8, "x"),
-        ("RAM retained by `import certpin` (.mpy)", r["import_ram"], 6144, "B"),
-        ("RAM retained with the TLS layer loaded too", r["import_ram_with_tls"], None, "B"),
-        (".mpy size, device modules (all but _cpy and _p256)", mpy_device, 6144, "B"),
-        (".mpy size, every module", mpy_total, None, "B"),
-        ("RAM retained by certpin.install() (TLS layer and pinset already loaded)", r["install_ram"], 4096, "B"),
+        ("  spki_sha256 / sha256(whole cert) time, us: RSA-2048 %.1f / %.1f, P-256 %.1f / %.1f (best of 40 x 500)" % (
+            r["rsa2048"]["spki_us"], r["rsa2048"]["full_hash_us"], r["p256"]["spki_us"], r["p256"]["full_hash_us"]),
+         "", None, ""),
+        ("RAM retained by `import certpin` (the resident module, TLS layer included)", r["import_ram"], None, "B"),
+        ("RAM per pin, %d-host pinset (%d pins, %d B)" % (r["pinset_hosts"], r["pinset_pins"], r["pinset_ram"]),
+         round(r["ram_per_pin"], 1), 128, "B"),
+        (".mpy size: resident (__init__) / loaded when used / every device module",
+         "%d / %d / %d" % (resident, sum(sizes.values()) - resident, sum(sizes.values())), None, "B"),
+        ("RAM retained by certpin.install() (TLS layer and pinset already loaded)", r["install_ram"], None, "B"),
+        ("  of which the qstr pool grew by", r["pool"]["install_after"] - r["pool"]["install_before"], None, "B"),
         ("certpin.install() time, %d modules loaded (walk of sys.modules)" % r["install_modules"], r["install_us"], None, "us"),
-        ("RAM per pin, %d-host pinset (%d pins, %d B)" % (r["pinset_hosts"], r["pinset_pins"], r["pinset_ram"]), round(r["ram_per_pin"], 1), 128, "B"),
         ("update time, first (loads _update/_load/_p256 .mpy, verifies, installs)", round(r["update_us_first"] / 1000, 1), None, "ms"),
         ("update time, best of the next 5", round(r["update_us_best"] / 1000, 1), None, "ms"),
-        ("update heap allocated in all, GC off (identical bundle: verify, no write)", r["update_alloc_noop"], None, "B"),
+        ("update heap allocated in all, GC off (identical bundle: a no-op, nothing verified)", r["update_alloc_noop"], None, "B"),
         ("peak heap of an update: min heapsize for load+update less for load", r["update_peak"], None, "B"),
         ("RAM retained by the first update (qstrs interned once)", r["update_retained_first"], None, "B"),
         ("RAM retained by each later update", r["update_retained_steady"], 0, "B"),
+        ("  certpin modules resident after 6 updates: %s" % (", ".join(r["modules_after_update"]) or "none"), "", None, ""),
     ]
-    print("certpin bench on", ver)
-    print("  spki_sha256: RSA-2048 %.2f us, P-256 %.2f us; sha256(whole cert): %.2f us, %.2f us (best of 40 runs x 500 calls)" % (
-        r["rsa2048"]["spki_us"], r["p256"]["spki_us"], r["rsa2048"]["full_hash_us"], r["p256"]["full_hash_us"]))
-    return report(None, rows + p256_rows(micropython, env, work, pkg), pkg)
 
 
-def report(title, rows, pkg):
-    if title:
-        print(title)
+def main():
+    micropython = os.environ.get("MICROPYTHON") or os.path.join(BIN, "micropython")
+    work = tempfile.mkdtemp(prefix="certpin-bench-")
+    pkg, sizes = compile_library(work)
+    env = dict(os.environ, MICROPYPATH=os.path.join(work, "lib") + ":.frozen")
+    ver = subprocess.run([micropython, "-c", "import sys; print(sys.version)"], capture_output=True, text=True).stdout.strip()
+    print("certpin bench on MicroPython", ver)
+    part = sys.argv[1] if len(sys.argv) > 1 else None
+    if part not in (None, "app", "p256"):
+        sys.exit("usage: bench/run.py [app|p256]")
+    over = 0
+    if part in (None, "app"):
+        over += report("what an application pays (bench/app_bench.py)", app_rows(app_figures(micropython, env, work)))
+    if part is None:
+        over += report("per call (bench/device_bench.py)", device_rows(device_figures(micropython, env, work), sizes))
+    if part in (None, "p256"):
+        over += report("ES256 verification (bench/p256_bench.py)", p256_rows(micropython, env, work, pkg))
+    print("mpy files in", pkg)
+    print("%d figure(s) over target" % over if over else "every figure meets its target")
+    return 0
+
+
+def report(title, rows):
+    print(title)
+    over = 0
     for label, value, target, unit in rows:
         if target is None:
             verdict = ""
@@ -236,10 +330,9 @@ def report(title, rows, pkg):
             verdict = "ok   (target <= %s%s)" % (target, unit)
         else:
             verdict = "OVER (target <= %s%s)" % (target, unit)
-        print("  %-72s %8s%s  %s" % (label, value, unit, verdict))
-    print("  modules resident after 6 updates:", ", ".join(r["modules_after_update"]) or "none")
-    print("mpy files in", pkg)
-    return 0
+            over += 1
+        print("  %-84s %10s%s  %s" % (label, value, unit, verdict))
+    return over
 
 
 if __name__ == "__main__":

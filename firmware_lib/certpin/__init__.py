@@ -187,7 +187,7 @@ def not_before(b):
 #   _n  tuple  the host names, sorted (a tuple costs less than a dict's table)
 #   _b  bytes  [record offset: 2] per host, then per host a record:
 #              [flags][n][text offset: 2], n x [kind][digest: 32]
-#   _t  str    every pin's text back to back (certpin._report.text())
+#   _t  str    every pin's text back to back (Pinset._text())
 
 
 class Pinset:
@@ -205,6 +205,17 @@ class Pinset:
 
     def hosts(self):
         return list(self._n)
+
+    def _text(self, r, j):
+        # The text of pin j of record r (a slice of _t).
+        b = self._b
+        k = b[r + 2] << 8 | b[r + 3]
+        o = r + 4
+        while j:
+            k += 51 if b[o] == 1 else 56  # len("sha256/") or len("cert-sha256/"), + 44
+            o += 33
+            j -= 1
+        return self._t[k : k + (51 if b[o] == 1 else 56)]
 
     def pins(self, host):
         """The pins of the entry covering ``host`` ([] when none does, or it is no host name)."""
@@ -285,7 +296,7 @@ def _ip(name):
 
 
 # Modules loaded for one call and dropped again on a device (see _use).
-_ONCE = ("_load", "_report", "_refuse", "_installmsg", "_update", "_fetch", "_p256", "_floor")
+_ONCE = ("_load", "_report", "_refuse", "_installmsg", "_patch", "_update", "_fetch", "_p256", "_floor")
 
 
 def _use(name, fn, *args, **kw):

@@ -1,27 +1,15 @@
 # Failure messages, loaded only when something is refused and dropped again
 # on a device. They name the host, every certificate the server presented
 # (depth, pin, subject where known) and the pins configured, so a person can
-# fix the pinset by reading them. Also the pins' text (Pinset.pins(), check()).
+# fix the pinset by reading them. Also Pinset.pins().
 from binascii import b2a_base64
 
 from certpin import Error, _usable, spki_sha256
 
 
-def text(ps, r, j):
-    # The text of pin j of record r.
-    b = ps._b
-    k = b[r + 2] << 8 | b[r + 3]
-    o = r + 4
-    while j:
-        k += 51 if b[o] == 1 else 56  # len("sha256/") or len("cert-sha256/"), + 44
-        o += 33
-        j -= 1
-    return ps._t[k : k + (51 if b[o] == 1 else 56)]
-
-
 def pins(ps, host):
     r = ps._find(host) if _usable(host) else -1
-    return [] if r < 0 else [text(ps, r, j) for j in range(ps._b[r + 1])]
+    return [] if r < 0 else [ps._text(r, j) for j in range(ps._b[r + 1])]
 
 
 def bad_name(host):
