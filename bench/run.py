@@ -199,7 +199,9 @@ def app_figures(micropython, env, work, runs=15):
         sys.exit("bench failed:\n" + p.stdout + p.stderr)
     r = json.loads(p.stdout.strip().splitlines()[-1])
     q = [int(n) for n in re.findall(r"n_qstr=(\d+)", p.stdout)]
+    b = [int(n) for n in re.findall(r"n_total_bytes=(\d+)", p.stdout)]
     r["qstrs"] = q[1] - q[0] if len(q) == 2 else None
+    r["qstr_bytes"] = b[1] - b[0] if len(b) == 2 else None
     return r
 
 
@@ -210,7 +212,8 @@ def app_rows(r):
         ("  of which: import certpin / loads() the pinset / the connection",
          "%d / %d / %d" % (r["retained_import"], r["retained_loaded"] - r["retained_import"],
                            r["retained_first"] - r["retained_loaded"]), None, ""),
-        ("  qstrs certpin interned by then (each ~20 B; the pool grows by doubling)", r["qstrs"], None, ""),
+        ("  qstrs certpin interned by then, and the bytes the qstr pool grew by", "%s, %s" % (r["qstrs"], r["qstr_bytes"]),
+         None, "B"),
         ("RAM retained after a certpin.connect() too", r["retained_connect"], None, "B"),
         ("heap one pinned connection allocates beyond a plain tls one (gc off)",
          r["alloc_pinned"] - r["alloc_plain"], 1024, "B"),

@@ -296,13 +296,10 @@ def _ip(name):
 
 
 # Modules loaded for one call and dropped again on a device (see _use).
-_ONCE = ("_load", "_report", "_refuse", "_installmsg", "_patch", "_update", "_fetch", "_p256", "_floor")
-
-
 def _use(name, fn, *args, **kw):
     # certpin.<name>.<fn>(*args, **kw), the module imported for this one call.
-    # On a device it is dropped again afterwards, with every other _ONCE module
-    # it imported: validation runs once at boot, failure text only when
+    # On a device it is dropped again afterwards, with every other such module
+    # it imported (the tuple below): validation runs once at boot, failure text only when
     # something is refused, updates rarely, so none of them stays resident in
     # a heap that the TLS stack shares.
     m = "certpin." + name
@@ -312,7 +309,7 @@ def _use(name, fn, *args, **kw):
     finally:
         if sys.implementation.name == "micropython":
             g = globals()  # an import also binds the submodule here
-            for n in _ONCE:
+            for n in ("_load", "_report", "_refuse", "_installmsg", "_patch", "_update", "_fetch", "_p256", "_floor"):
                 sys.modules.pop("certpin." + n, None)
                 if n in g:
                     del g[n]
@@ -566,5 +563,5 @@ def __getattr__(name):
     return lambda *a, **kw: _use(m, name, *a, **kw)
 
 
-if sys.implementation.name == "cpython":  # CPython's TLS layer is _cpy.py (via __getattr__)
+if sys.implementation.name != "micropython":  # CPython's TLS layer is _cpy.py (via __getattr__)
     del SSLContext, connect

@@ -9,33 +9,29 @@ from binascii import a2b_base64, b2a_base64
 
 from certpin import Pinset, PinsetError, _ip
 
-PREFIXES = ("sha256/", "cert-sha256/")  # kind 1: SPKI pin, kind 2: whole-certificate pin
-_NAME = "abcdefghijklmnopqrstuvwxyz0123456789.-_:"
-_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+# Names in this module are few and short on purpose: the module is dropped
+# after a load, but every name it uses (functions, arguments, globals,
+# attributes, string constants of up to 10 characters) stays interned as a
+# qstr on a device for good. Local variables cost nothing.
 
 
-def _digits(s):
-    # ASCII digits only: CPython's isdigit() and int() also take other
-    # scripts' digits ("２０２７"), MicroPython's do not; both must agree.
-    return s != "" and not s.strip("0123456789")
+def _fail(f, m, *a):
+    # f: the field, m: what is wrong with it.
+    raise PinsetError(f + ": " + (m % a if a else m))
 
 
-def _fail(field, msg, *a):
-    raise PinsetError(field + ": " + (msg % a if a else msg))
-
-
-def _obj(d, keys, field):
+def _obj(d, keys, f):
     if not isinstance(d, dict):
-        _fail(field, "expected a JSON object")
+        _fail(f, "expected a JSON object")
     for k in d:
         if k not in keys:
-            _fail(field, "unknown key %r (allowed: %s)", k, ", ".join(keys))
+            _fail(f, "unknown key %r (allowed: %s)", k, ", ".join(keys))
 
 
-def _flag(e, key, field):
+def _flag(e, key, f):
     v = e.get(key, False)
     if v is not True and v is not False:
-        _fail(field + "." + key, "expected true or false, found %r", v)
+        _fail(f + "." + key, "expected true or false, found %r", v)
     return v
 
 
@@ -139,8 +135,10 @@ def parse(text):
 
 def date(v):
     # (Y, M, D) of a "YYYY-MM-DD" calendar date (ASCII digits), else None.
-    s = v if isinstance(v, str) and len(v) == 10 and v[4] + v[7] == "--" else "x"
-    if not _digits(s[:4] + s[5:7] + s[8:]):
+    s = v if isinstance(v, str) and len(v) == 10 and v[4] + v[7] == "--" else ""
+    # ASCII digits only: CPython's isdigit() and int() also take other
+    # scripts' digits ("２０２７"), MicroPython's do not; both must agree.
+    if not s or (s[:4] + s[5:7] + s[8:]).strip("0123456789"):
         return None
     y, m, n = int(s[:4]), int(s[5:7]), int(s[8:])
     feb = 29 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 28
@@ -159,12 +157,12 @@ def _date(d, key):
     return r
 
 
-def _update_section(u):
+def _update_section(d):
     # "update": who may sign the next pinset (certpin._update). The keys are
     # checked here, so a pinset naming a key no update could ever verify
     # against is refused when it is loaded, not when an update arrives.
-    _obj(u, ("keys", "threshold", "url"), "update")
-    keys = u.get("keys")
+    _obj(d, ("keys", "threshold", "url"), "update")
+    keys = d.get("keys")
     if not isinstance(keys, list) or not 0 < len(keys) < 17:
         _fail("update.keys", "expected a list of 1 to 16 keys (base64 DER SubjectPublicKeyInfo of P-256 keys)")
     from certpin._p256 import public_key  # dropped with this module after load on a device
@@ -172,7 +170,8 @@ def _update_section(u):
     for j, k in enumerate(keys):
         f = "update.keys[%d]" % j
         try:
-            der = a2b_base64(k) if isinstance(k, str) and not k.strip(_B64) else b""
+            der = a2b_base64(k) if isinstance(k, str) and not k.strip(
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") else b""
         except Exception:
             der = b""
         if not der or b2a_base64(der)[:-1] != k.encode():
@@ -183,10 +182,10 @@ def _update_section(u):
             _fail(f, "%s", e.args[0])
         if k in keys[:j]:
             _fail(f, "the same key as update.keys[%d]: a duplicate would count twice or never", keys.index(k))
-    t = u.get("threshold")
+    t = d.get("threshold")
     if type(t) is not int or not 0 < t <= len(keys):
         _fail("update.threshold", "expected a whole number from 1 to %d (the number of keys), found %r", len(keys), t)
-    v = u.get("url")
+    v = d.get("url")
     if v is not None and not (
         isinstance(v, str) and len(v) <= 512 and v[: 7 + (v[:5] == "https")] in ("http://", "https://")
         and not [c for c in v if c <= " " or c > "~"]
@@ -221,7 +220,7 @@ def _validate(d):
         if (
             not isinstance(name, str)
             or not 0 < len(name) < 254
-            or name.strip(_NAME)
+            or name.strip("abcdefghijklmnopqrstuvwxyz0123456789.-_:")
             or ".." in name
             or name[0] in ".-"
             or name[-1] in ".-"
@@ -251,8 +250,8 @@ def _validate(d):
         b[r + 3] = t & 255
         r += 4
         for j, pin in enumerate(e["pins"]):
-            kind = 1 if isinstance(pin, str) and pin[:7] == PREFIXES[0] else 2
-            p = PREFIXES[kind - 1]
+            kind = 1 if isinstance(pin, str) and pin[:7] == "sha256/" else 2  # else cert-sha256/
+            p = "sha256/" if kind == 1 else "cert-sha256/"
             try:
                 dg = a2b_base64(pin[len(p) :]) if pin[: len(p)] == p else b""
             except Exception:
@@ -279,15 +278,15 @@ def floor_path(path):
     return (path[:-5] if path[-5:] == ".json" else path) + ".floor"
 
 
-def read_floor(fp):
+def read_floor(d):
     # (Y, M, D) from the floor file, or None. certpin._floor.advance writes
-    # fp + ".tmp" and renames it over fp; on FAT that rename is delete then
-    # rename, so a power cut between the two leaves only the .tmp, which is
-    # then complete. Anything unreadable counts as no floor: the floor only
-    # ever makes expiry come sooner, never lets a connection through.
-    for p in (fp, fp + ".tmp"):
+    # d + ".tmp" and renames it over d (the floor file); on FAT that rename is
+    # delete then rename, so a power cut between the two leaves only the .tmp,
+    # which is then complete. Anything unreadable counts as no floor: the floor
+    # only ever makes expiry come sooner, never lets a connection through.
+    for q in (d, d + ".tmp"):
         try:
-            with open(p, "rb") as f:
+            with open(q, "rb") as f:
                 t = f.read(12)
         except OSError:
             continue
