@@ -98,7 +98,6 @@ out["pinset_ram"] = ram
 out["ram_per_pin"] = out["pinset_ram"] / pins
 
 # ---- pinset updates (issue 8) ----
-import os  # noqa: E402
 
 up = d + "/update/certpin.json"
 del ps, leaf, chain, text

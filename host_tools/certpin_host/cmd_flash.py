@@ -4,6 +4,7 @@ import os
 
 from certpin_host import jws
 from certpin_host.errors import EXIT_FAIL, UserError
+from certpin_host.files import read_bytes
 
 EPILOG = """\
 What it does:
@@ -66,24 +67,11 @@ def register(sub):
     p.set_defaults(func=run, command="flash")
 
 
-def check_readable(path):
-    """The bytes of path; UserError (exit 2) when it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise UserError("%s: no such file" % path)
-    except IsADirectoryError:
-        raise UserError("%s: is a directory" % path)
-    except OSError as e:
-        raise UserError("%s: cannot read: %s" % (path, e.strerror or e))
-
-
 def check_pinset(path, force, log=print, strict=False, action="flashed"):
     """Refuse what the device would refuse (always), lint errors (unless force),
     and lint warnings too when strict: the same verdict as `pinset lint [--strict]`.
     Returns the file's bytes."""
-    raw = check_readable(path)
+    raw = read_bytes(path, "pinset or bundle")
     check_pinset_bytes(raw, path, force, log, strict, action)
     return raw
 
@@ -135,7 +123,7 @@ def run(args):
     def log(msg):
         print("flash: " + msg, flush=True)
 
-    raw = check_readable(args.pinset)
+    raw = read_bytes(args.pinset, "pinset or bundle")
     if args.pinset.endswith(".jws") or jws.looks_like_bundle(raw):
         from certpin_host import flash_bundle
 

@@ -29,6 +29,7 @@ import warnings
 import certpin  # the device library: its strict walk decides which bytes a certificate's pin hashes
 from certpin_host import der as dermod
 from certpin_host.errors import UserError
+from certpin_host.files import read_bytes
 
 # cryptography warns on stderr when it parses a serial number that is not
 # positive (and says a later release will refuse it). Pins do not depend on the
@@ -433,15 +434,7 @@ def cert_item(der, source=None, depth=None):
 
 def load_file(path):
     """Every certificate, key and CSR in a PEM or DER file, as Items in file order."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise UserError("%s: no such file" % path)
-    except IsADirectoryError:
-        raise UserError("%s: is a directory, not a certificate or key file" % path)
-    except OSError as e:
-        raise UserError("%s: cannot read: %s" % (path, e.strerror or e))
+    data = read_bytes(path, "certificate or key file")
     if not data.strip():
         raise UserError("%s: file is empty" % path)
     if b"-----BEGIN " in data:

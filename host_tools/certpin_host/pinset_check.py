@@ -10,6 +10,7 @@ import sys
 
 from certpin_host import jws, pinsetfile
 from certpin_host.errors import EXIT_FAIL, UserError
+from certpin_host.files import read_bytes
 
 HELP = "would a device holding the current pinset install this bundle now? (exit 0 yes, 1 no)"
 
@@ -44,18 +45,6 @@ def register(ps):
     c.add_argument("--today", metavar="DATE", help="judge expiry as of this UTC date (default: today)")
     c.add_argument("--json", action="store_true", help="print the verdict as JSON")
     c.set_defaults(func=run)
-
-
-def read_bytes(path, what):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise UserError("%s: no such file" % path)
-    except IsADirectoryError:
-        raise UserError("%s: is a directory, not a %s" % (path, what))
-    except OSError as e:
-        raise UserError("%s: cannot read: %s" % (path, e.strerror or e))
 
 
 def device_verify():

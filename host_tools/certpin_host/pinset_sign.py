@@ -15,10 +15,10 @@ import binascii
 import hashlib
 import os
 import sys
-import tempfile
 
 from certpin_host import jws, updates
 from certpin_host.errors import EXIT_FAIL, UserError
+from certpin_host.files import write_atomic
 
 HELP = "sign a pinset: make or extend a bundle (JWS) that devices verify and install"
 
@@ -93,7 +93,7 @@ def run(args):
     if args.signing_input:
         pub = updates.load_public(args.signer[0])
         data = bundle.signing_input(jws.protected_for(pub))
-        _write(args.signing_input, data)
+        write_atomic(args.signing_input, data)
         print("%s: %d bytes to sign by %s (%s), ECDSA P-256 with SHA-256. For example:"
               % (args.signing_input, len(data), jws.kid(pub), args.signer[0]))
         print("  openssl dgst -sha256 -sign KEY.pem -out sig.der %s" % args.signing_input)
@@ -128,7 +128,7 @@ def run(args):
         raise UserError("the bundle would be %d bytes: a device refuses bundles over %d bytes (base64 makes the "
                         "pinset 4/3 larger, and each signature adds about 220 bytes); nothing written"
                         % (len(out), jws.MAX_BUNDLE), EXIT_FAIL)
-    _write(args.output, out)
+    write_atomic(args.output, out)
     kids = _kids(bundle)
     print("%s: %d signature(s) by %d distinct key(s): %s" % (args.output, len(bundle.signatures), len(kids),
                                                               ", ".join(kids)))
@@ -264,20 +264,3 @@ def _kids(bundle):
     return out
 
 
-def _write(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".certpin-", suffix=".tmp", dir=directory)
-    except OSError as e:
-        raise UserError("%s: cannot write: %s" % (path, e.strerror or e))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise UserError("%s: cannot write: %s" % (path, e.strerror or e))

@@ -7,11 +7,10 @@ never sees half a file.
 import datetime
 import ipaddress
 import json
-import os
 import re
-import tempfile
 
 from certpin_host.errors import UserError
+from certpin_host.files import write_atomic
 
 FORMAT = 1
 TOP_KEYS = ("format", "serial", "issued", "expires", "update", "hosts")
@@ -175,38 +174,6 @@ def dumps(data):
 
 def write(path, data, overwrite=True):
     """Write atomically. overwrite=False refuses an existing file (checked again at rename)."""
-    if not overwrite and os.path.lexists(path):
-        raise UserError("%s: already exists (use --force to overwrite, or `pinset add` to change it)" % path)
     text = dumps(data)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".certpin-", suffix=".tmp", dir=directory)
-    except OSError as e:
-        raise UserError("%s: cannot write: %s" % (path, e.strerror or e))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if path appeared meanwhile
-                os.unlink(tmp)
-            except FileExistsError:
-                raise UserError("%s: already exists (use --force to overwrite)" % path)
-            except OSError:  # no hard links here: check, then rename
-                if os.path.lexists(path):
-                    raise UserError("%s: already exists (use --force to overwrite)" % path)
-                os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise UserError("%s: cannot write: %s" % (path, e.strerror or e))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, text.encode("utf-8"), overwrite=overwrite)
     return text

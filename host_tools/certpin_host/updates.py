@@ -9,6 +9,7 @@ device refuses; lint_update() says specifically why.
 from certpin_host import jws
 from certpin_host.pinsetfile import UPDATE_KEYS
 from certpin_host.errors import UserError
+from certpin_host.files import read_bytes
 from certpin_host.pins import SPKI_PREFIX, load_file
 
 MAX_KEYS = 16
@@ -33,15 +34,7 @@ def load_private(path):
 
     from certpin_host.pins import _load_private
 
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise UserError("%s: no such file" % path)
-    except IsADirectoryError:
-        raise UserError("%s: is a directory, not a key file" % path)
-    except OSError as e:
-        raise UserError("%s: cannot read: %s" % (path, e.strerror or e))
+    data = read_bytes(path, "key file")
     loader = serialization.load_pem_private_key if b"-----BEGIN" in data else serialization.load_der_private_key
     try:
         key = _load_private(path, loader, data)

@@ -9,6 +9,17 @@ import ssl
 import threading
 
 
+def read_until(sock, marker, limit=65536):
+    """The bytes a peer sends up to and including ``marker`` (or EOF, or ``limit``)."""
+    data = b""
+    while marker not in data and len(data) < limit:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 class Listener:
     """A TCP listener on loopback that hands each connection to ``_handle`` on a
     thread of its own; ``stop()`` closes the listener and every connection."""
@@ -87,12 +98,7 @@ class TLSServer(Listener):
 
     def _read_request(self, tls):
         # The client's bytes up to the first newline (or EOF), recorded.
-        data = b""
-        while b"\n" not in data and len(data) < 65536:
-            chunk = tls.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_until(tls, b"\n")
         self.received.append(data)
         return data
 
@@ -136,12 +142,7 @@ class HTTPSServer(TLSServer):
                 self.tcp_bytes += 1
             with self.ctx.wrap_socket(conn, server_side=True) as tls:
                 self.handshakes += 1
-                data = b""
-                while b"\r\n\r\n" not in data and len(data) < 65536:
-                    chunk = tls.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = read_until(tls, b"\r\n\r\n")
                 self.received.append(data)
                 if not data:
                     return

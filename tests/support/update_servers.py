@@ -20,7 +20,7 @@ import socket
 import ssl
 import threading
 
-from support.servers import Listener
+from support.servers import Listener, read_until
 
 
 class UpdateServer(Listener):
@@ -40,12 +40,7 @@ class UpdateServer(Listener):
         conn.settimeout(30)
         try:
             c = self.ctx.wrap_socket(conn, server_side=True) if self.ctx else conn
-            data = b""
-            while b"\r\n\r\n" not in data and len(data) < 8192:
-                chunk = c.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_until(c, b"\r\n\r\n", 8192)
             self.requests.append(data)
             self._answer(c)
         except (OSError, ssl.SSLError):
