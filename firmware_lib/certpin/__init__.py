@@ -444,6 +444,25 @@ def context_args(pinset, cadata, on_failure):
     return pinset, cadata or None, on_failure
 
 
+def _context(cadata, callback=None):
+    # A client tls.SSLContext (MicroPython >= 1.23): cadata's CA certificates
+    # loaded and CERT_REQUIRED; else CERT_OPTIONAL when a callback checks the
+    # pins (CERT_NONE would skip the callback; CERT_OPTIONAL runs it and
+    # ignores chain errors, which is why Conn then lets only the leaf match);
+    # else CERT_NONE. AttributeError on firmware without SSLContext or
+    # verify_callback, before any certificate is loaded (certpin/_old.py).
+    c = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+    if callback:
+        c.verify_callback = callback
+    for der in cadata or ():
+        try:
+            c.load_verify_locations(der)  # one positional argument, no keywords (1.22 differs: _old.py)
+        except ValueError:
+            raise Error("cadata: a certificate this firmware cannot load (DER expected)")
+    c.verify_mode = tls.CERT_REQUIRED if cadata else tls.CERT_OPTIONAL if callback else tls.CERT_NONE
+    return c
+
+
 class SSLContext:
     """An SSLContext whose connections must match ``pinset``.
 
@@ -466,24 +485,14 @@ class SSLContext:
             st = Conn(self, server_hostname)  # an unpinned or unusable name is refused before any TLS
             # One mbedTLS context per connection: callback state is per
             # connection and deferred handshakes may interleave.
-            c = None
             try:
-                c = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-                c.verify_callback = st.see
-            except AttributeError:  # MicroPython < 1.23: no SSLContext (c None) or no verify_callback
+                c = _context(self.cadata, st.see)
+            except AttributeError:  # MicroPython < 1.23: no SSLContext or no verify_callback
                 from certpin._old import wrap_socket
 
-                return wrap_socket(st, c, sock, server_hostname)
-            for der in self.cadata or ():
-                try:
-                    c.load_verify_locations(der)  # one positional argument, no keywords (1.22 differs: _old.py)
-                except ValueError:
-                    raise Error("cadata: a certificate this firmware cannot load (DER expected)")
+                return wrap_socket(st, sock, server_hostname)
             if self._cert:
                 c.load_cert_chain(*self._cert)
-            # CERT_NONE would skip the callback; CERT_OPTIONAL runs it and
-            # ignores chain errors, which is why Conn then lets only the leaf match.
-            c.verify_mode = tls.CERT_REQUIRED if self.cadata else tls.CERT_OPTIONAL
             try:
                 s = c.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=do_handshake_on_connect)
             except (OSError, ValueError) as e:

@@ -104,18 +104,13 @@ class _Deadline(object if _CPY else __import__("io").IOBase):  # IOBase: a strea
 
 
 def _tls_micropython(raw, host, ps, cadata):
-    from certpin import SSLContext, tls  # tls: the real module, captured before any install()
+    # certpin's contexts use the real tls module, captured before any install().
+    from certpin import SSLContext, _context
 
     if ps is not None:  # the update host is pinned: its pins apply
         return SSLContext(ps, cadata).wrap_socket(raw, server_hostname=host)
-    c = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-    if cadata:
-        for der in cadata:
-            c.load_verify_locations(der)
-        c.verify_mode = tls.CERT_REQUIRED
-    else:
-        c.verify_mode = tls.CERT_NONE  # the signature is the protection
-    return c.wrap_socket(raw, server_hostname=host)
+    # Without cadata CERT_NONE: the signature is the protection.
+    return _context(cadata).wrap_socket(raw, server_hostname=host)
 
 
 class _BIO:

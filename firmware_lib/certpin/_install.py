@@ -120,7 +120,7 @@ def _client(cert, sock, host, hs):
         return c.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=hs)
     if others != "ca":
         raise PinError(_why(_UNPINNED, ps, host))
-    c = _ca_context(cadata)
+    c = _tls._context(cadata)
     if cert:
         c.load_cert_chain(*cert)
     st = _CA(host)
@@ -147,18 +147,6 @@ def __getattr__(name):
 
 def _why(code, *a):
     return _use("_installmsg", "install", code, *a)
-
-
-def _ca_context(cadata):
-    t = _tls.tls
-    c = t.SSLContext(t.PROTOCOL_TLS_CLIENT)
-    for der in cadata:
-        try:
-            c.load_verify_locations(der)
-        except ValueError:
-            raise Error("cadata: a certificate this firmware cannot load (DER expected)")
-    c.verify_mode = t.CERT_REQUIRED
-    return c
 
 
 def install(pinset=None, cadata=None, others="refuse"):

@@ -30,10 +30,11 @@ from certpin import Error, _use
 from certpin import tls
 
 
-def wrap_socket(st, c, sock, host):
+def wrap_socket(st, sock, host):
     # st: the connection's Conn (an unpinned host was refused when it was
-    # made, before any traffic); c: a tls.SSLContext without verify_callback
-    # (1.22), or None (no SSLContext).
+    # made, before any traffic). c: a tls.SSLContext without verify_callback
+    # (1.22), or None (no SSLContext: 1.19-1.21).
+    c = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT) if hasattr(tls, "SSLContext") else None
     st.late = True  # a mismatch message says that only the leaf can be checked here (certpin._report.fail)
     ctx = st.ctx
     ca = ctx.cadata

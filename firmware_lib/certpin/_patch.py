@@ -40,7 +40,7 @@ def install(pinset, cadata, others):
         if others == "ca" and not cadata:
             raise Error('others="ca" needs cadata: the CA certificates that hosts outside the pinset are validated against')
         if cadata:
-            _i._ca_context(cadata)  # a certificate the firmware cannot load fails now, not at the first connection
+            tls._context(cadata)  # a certificate the firmware cannot load fails now, not at the first connection
     except Exception as e:
         _i._policy = e
         raise
