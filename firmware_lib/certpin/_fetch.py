@@ -17,7 +17,7 @@ import sys
 import time
 
 from certpin import Error, UpdateError
-from certpin._load import loads, parse, read
+from certpin._load import parse, read
 from certpin._update import apply
 
 MAX_BODY = 16384
@@ -275,14 +275,13 @@ def _head(head, url):
 
 def fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None):
     try:
-        installed = read(path)
-        ps = loads(installed)
+        d, ps = parse(read(path))  # the pinset: its pins for a pinned update host, its update.url
     except (OSError, ValueError) as e:
         from certpin import PinsetError
 
         raise PinsetError("%s: cannot read the pinset file (%s)" % (path, e))
     if url is None:
-        u = parse(installed)[0].get("update") or {}
+        u = d.get("update") or {}
         url = u.get("url")
         if url is None:
             _err("no url given, and the pinset at %s has no update.url", path)
