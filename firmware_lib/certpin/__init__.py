@@ -356,6 +356,17 @@ def match(ps, r, der, d):
 _REJECT = -0x3000  # MBEDTLS_ERR_X509_FATAL_ERROR
 
 
+def _lookup(ps, host):
+    # The record of host in ps, else a PinError: no name, a name the stack
+    # would read differently (Pinset._find), or a host the pinset does not have.
+    if not host:
+        raise PinError("server_hostname is required: pins are looked up by it")
+    r = ps._find(host)
+    if r < 0:
+        raise PinError(_use("_report", "unknown", ps, host))
+    return r
+
+
 class Conn:
     # see() runs inside mbedTLS's verify callback: it never raises (that would
     # unwind through C), never calls user code and allocates only the digest
@@ -363,11 +374,7 @@ class Conn:
     # outside the handshake.
     def __init__(self, ctx, host):
         ps = ctx.pinset
-        if not host:
-            raise PinError("server_hostname is required: pins are looked up by it")
-        r = ps._find(host)  # a PinError for a name the stack would read differently
-        if r < 0:
-            raise PinError(_use("_report", "unknown", ps, host))
+        r = _lookup(ps, host)
         self.ctx, self.ps, self.r, self.host = ctx, ps, r, host
         self.verified = bool(ctx.cadata)  # CA validation: a pin may match any depth
         self.report = ps._b[r] & 2  # report_only
@@ -518,7 +525,7 @@ def open_socket(ctx_class, host, port, pinset, cadata, timeout):
     from certpin import load
 
     ctx = ctx_class(load() if pinset is None else pinset, cadata)
-    Conn(ctx, host)  # refuse an unpinned host before any network traffic
+    _lookup(ctx.pinset, host)  # refuse an unpinned host before any network traffic
     ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
     s = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
     try:
