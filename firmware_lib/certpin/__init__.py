@@ -295,7 +295,6 @@ def _ip(name):
     return ":" in name or d != "" and not d.strip("0123456789")
 
 
-# Modules loaded for one call and dropped again on a device (see _use).
 def _use(name, fn, *args, **kw):
     # certpin.<name>.<fn>(*args, **kw), the module imported for this one call.
     # On a device it is dropped again afterwards, with every other such module
