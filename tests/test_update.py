@@ -144,6 +144,21 @@ def test_every_refusal_reason_on_the_device(runtime, tmp_path, cases):
     assert not os.path.exists(d / "certpin.json.tmp") and not os.path.exists(d / "certpin.floor")
 
 
+def test_truncated_bundles_are_refused_and_change_nothing(runtime, tmp_path):
+    # A bundle cut short anywhere (a power cut while it was stored, a
+    # connection that closed early) is refused, whatever is left of it; the
+    # installed pinset stays byte for byte. Every prefix of a valid bundle,
+    # then the whole bundle as the control.
+    whole = signed(K1, K2)
+    steps = [write(CUR), {"op": "prefixes", "hex": whole.hex()}, {"op": "read", "name": "certpin.json"}, upd(whole)]
+    out, d = run_steps(runtime, tmp_path, steps)
+    r = out[1]
+    assert r["tried"] == len(whole) and r["accepted"] == [], r
+    assert r["outcomes"] == [["UpdateError", "not_jws"]], r["outcomes"]
+    assert out[2] == CUR.decode(), "a truncated bundle changed the installed pinset"
+    assert out[3]["ok"] and out[3]["serial"] == 6, out[3]
+
+
 def test_refusal_messages_say_what_to_do(cases):
     msgs = {}
     for name, installed, bundle, reason in cases:

@@ -10,6 +10,10 @@
 #                                             certpin.fetch_update(...)
 #   {"op": "load"}                            certpin.load(DIR/certpin.json)
 #   {"op": "read", "name": N}                 the text of DIR/N, or null
+#   {"op": "prefixes", "hex": hex of bytes}   certpin.update() of every proper
+#                                             prefix of the bundle: {"tried": n,
+#                                             "outcomes": sorted distinct [type, reason],
+#                                             "accepted": [lengths that were not refused]}
 # Prints one JSON line: a result per step. An update/fetch/load result is
 # {"ok": true, "serial", "issued", "floor", "changed"} or {"ok": false,
 # "type", "reason", "message"}; "seconds" is how long it took.
@@ -55,6 +59,19 @@ def run(s):
                 return f.read()
         except OSError:
             return None
+    if op == "prefixes":
+        whole = unhexlify(s["hex"])
+        outcomes = []
+        accepted = []
+        for n in range(len(whole)):
+            try:
+                certpin.update(whole[:n], path)
+                accepted.append(n)
+            except Exception as e:
+                o = [type(e).__name__, getattr(e, "reason", None)]
+                if o not in outcomes:
+                    outcomes.append(o)
+        return {"tried": len(whole), "outcomes": sorted(outcomes, key=str), "accepted": accepted}
     t = time.time()
     try:
         if op == "update":
