@@ -31,7 +31,8 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: $(STAMP)  ## run the whole test suite (CPython and the MicroPython unix port)
-	@.ci/install-mosquitto
+	@.ci/apt-install mosquitto "the MQTT tests"
+	@if [ -d ../shared/runtimes ]; then .ci/apt-install libc6-i386 "the tests on the 32-bit MicroPython build in ../shared/runtimes"; fi
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## speed and memory figures of the device library on the unix port

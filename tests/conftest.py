@@ -55,6 +55,41 @@ def serve(pki):
         s.stop()
 
 
+# Real MicroPython builds of older and 32-bit firmware (../shared/runtimes, see
+# its README): where they are absent (a user's clone) the tests on them skip.
+SHARED_RUNTIMES = os.environ.get("CERTPIN_RUNTIMES") or os.path.join(ROOT, "..", "shared", "runtimes")
+FIRMWARE = {
+    "mp1.20": "micropython-1.20",  # ussl.wrap_socket only, getpeercert(True)
+    "mp1.22": "micropython-1.22",  # ssl.SSLContext without verify_callback, no getpeercert
+    "mp1.22-peercert": "micropython-1.22-peercert",  # the same with getpeercert(True), as ESP32
+    "mp1.23": "micropython-1.23",  # the first verify_callback release
+    "mp1.28-32": "micropython-1.28-32",  # 32-bit (i386): a board's word size
+}
+
+
+def firmware_path(name):
+    """The micropython binary of a real build in ../shared/runtimes, or None with the reason."""
+    path = os.path.join(SHARED_RUNTIMES, FIRMWARE[name], "micropython")
+    if not os.path.exists(path):
+        return None, "%s is absent (a clone without ../shared/runtimes; set CERTPIN_RUNTIMES)" % path
+    try:
+        p = subprocess.run([path, "-c", "print(1)"], capture_output=True, text=True, timeout=30)
+        ok = p.stdout.strip() == "1"
+    except OSError as e:
+        ok, p = False, e
+    if not ok:
+        return None, "%s does not run here (%s); the 32-bit build needs libc6-i386" % (path, getattr(p, "stderr", p))
+    return path, None
+
+
+def firmware(name):
+    """A Runtime on the real build `name` (a FIRMWARE key); skips the test when it is unavailable."""
+    path, why = firmware_path(name)
+    if path is None:
+        pytest.skip(why)
+    return Runtime(name, path)
+
+
 RUNTIMES = ["cpython", "micropython"]
 
 
@@ -65,13 +100,17 @@ def runtime(request):
 
 
 class Runtime:
-    def __init__(self, name):
+    """cpython, micropython (the unix port of `make setup`), or a real build of
+    ../shared/runtimes (firmware(name): `path` is its binary)."""
+
+    def __init__(self, name, path=None):
         self.name = name
+        self.path = path
 
     def command(self):
         if self.name == "cpython":
             return [sys.executable]
-        path = micropython_path()
+        path = self.path or micropython_path()
         if not path:
             pytest.fail("no MicroPython unix port: run `make setup` or set MICROPYTHON=/path/to/micropython")
         return [path]

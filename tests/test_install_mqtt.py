@@ -27,7 +27,7 @@ def mosquitto():
     path = mosquitto_binary()
     if not path:
         pytest.skip("Debian's mosquitto broker is not installed (apt-get install -y mosquitto; "
-                    ".ci/install-mosquitto does it when run as root)")
+                    ".ci/apt-install mosquitto does it when run as root)")
     return path
 
 

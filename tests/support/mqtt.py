@@ -2,7 +2,7 @@
 and the PyPI release of umqtt.simple that calls ussl.wrap_socket.
 
 Neither is written here: the broker is the distribution's binary (tests skip
-when it is missing; `.ci/install-mosquitto` installs it when run as root), the
+when it is missing; `.ci/apt-install mosquitto` installs it when run as root), the
 client is fetched from the package index with pip, hash-pinned, and cached.
 """
 import hashlib
