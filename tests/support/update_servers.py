@@ -12,6 +12,10 @@ UpdateServer(mode, body): every GET gets, by mode:
   notfound  404
   garbage   random bytes, no HTTP
   longhead  200 then 64 KiB of headers
+  head:N    200 with a header block (status line to the blank line) of exactly N bytes, then the body
+  longbody  200 with Content-Length: 10, then the whole body, in one send
+  latebody  200 with Content-Length: 10 and 10 bytes of the body, then (after `delay`) the rest
+  chunked   200 with Transfer-Encoding: chunked, the body as one chunk
 mode may be a list: the n-th request gets mode[n] (the last one from then on).
 With tls=(chain_path, key_path) it speaks HTTPS. `requests` counts the GETs.
 """
@@ -83,5 +87,18 @@ class UpdateServer(Listener):
             c.sendall(os.urandom(3000))
         elif m == "longhead":
             c.sendall(b"HTTP/1.0 200 OK\r\n" + b"X-Filler: " + b"a" * 65536 + b"\r\n\r\n" + body)
+        elif m.startswith("head:"):
+            head = b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\nX-Pad: " % len(body)
+            head += b"a" * (int(m[5:]) - len(head) - 4) + b"\r\n\r\n"
+            assert len(head) == int(m[5:])
+            c.sendall(head + body)
+        elif m == "longbody":
+            c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\n" + body)
+        elif m == "latebody":
+            c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\n" + body[:10])
+            if not self._stop.wait(self.delay):
+                c.sendall(body[10:])
+        elif m == "chunked":
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
         else:
             raise ValueError(m)
