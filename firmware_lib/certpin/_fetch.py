@@ -286,6 +286,8 @@ def _head(head, url):
     length = loc = None
     for line in lines[1:]:
         i = line.find(b":")
+        if i < 0:
+            continue  # not a header field (obsolete line folding included): nothing certpin reads
         k = line[:i].strip().lower()
         v = line[i + 1 :].strip()
         if k == b"content-length":

@@ -201,7 +201,7 @@ def _update_section(d):
         try:
             der = a2b_base64(k) if isinstance(k, str) and not k.strip(
                 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") else b""
-        except Exception:
+        except ValueError:  # bad padding (binascii.Error is one); MemoryError is not a verdict
             der = b""
         if not der or b2a_base64(der)[:-1] != k.encode():
             _fail(f, "not standard base64 (with padding) of a DER SubjectPublicKeyInfo")
