@@ -22,6 +22,7 @@ import os
 from conftest import Runtime, firmware_path
 from support import corpus, jws
 from support.cli import run
+from support.vboard_fixtures import vboard  # noqa: F401 (the fixture)
 import test_pinset_files
 
 K1, K2 = jws.new_key(), jws.new_key()
@@ -258,7 +259,7 @@ def test_bundles_one_verdict_everywhere(capsys, tmp_path):
     print("\nbundles: %d cases, one verdict on %s" % (len(cases), ", ".join(names)))
 
 
-def test_flash_bundle_agrees_on_a_sample(vboard, tmp_path):  # noqa: F811 (the fixture, imported below)
+def test_flash_bundle_agrees_on_a_sample(vboard, tmp_path):  # noqa: F811
     """`certpin flash BUNDLE` decides with the device's rules: the same verdicts on a virtual board."""
     b = vboard()
     sample = {name: (inst, bnd) for name, inst, bnd in bundle_cases()
@@ -277,5 +278,3 @@ def test_flash_bundle_agrees_on_a_sample(vboard, tmp_path):  # noqa: F811 (the f
             assert p.returncode == 1 and reason in p.stderr, (name, p.stdout + p.stderr)
             assert open(os.path.join(b.root, "certpin.json"), "rb").read() == inst, name
 
-
-from support.vboard_fixtures import vboard  # noqa: E402,F401

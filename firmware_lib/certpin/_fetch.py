@@ -17,7 +17,7 @@ import sys
 import time
 
 from certpin import Error, UpdateError
-from certpin._update import MISSED, _fail, expired, installed, run, step
+from certpin._update import MISSED, installed, run, step
 
 MAX_BODY = 16384
 MAX_HEAD = 4096
