@@ -148,7 +148,10 @@ def parse(text):
             _fail("pinset", "larger than 65535 bytes")
         i = _syntax(t)
         if i >= 0:
-            _fail("pinset", "not valid UTF-8 JSON text (syntax error at offset %d)", i)
+            c = t[i] if i < len(t) else 0
+            _fail("pinset", "not valid UTF-8 JSON text (%s at offset %d)", "not strict UTF-8" if c > 127 else
+                  "a number that is not an integer of at most 16 digits" if c == 45 or 47 < c < 58 else
+                  "syntax error", i)
         d = json.loads(t)
     except (PinsetError, MemoryError):  # out of RAM: not a verdict on the file
         raise

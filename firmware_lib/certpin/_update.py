@@ -318,20 +318,26 @@ def expired(ps, today=None):
     return today if e and e < today else None
 
 
-def verify(installed, bundle, today=None):
+def verify(installed, bundle, today=None, floor=None):
     """Decide whether a device holding the pinset file bytes ``installed``
     would install ``bundle`` (bytes or str): (payload, new Pinset, same) where
     same means the bundle carries exactly the installed file (a no-op, and the
     Pinset is the installed one), else UpdateError. ``today`` (Y, M, D) is the
     date rule 8 judges expiry by; None: the later of this machine's clock
-    (when set) and the installed pinset's issued date. A broken ``installed``
-    is a PinsetError. Writes nothing.
+    (when set), the installed pinset's issued date and ``floor`` (the date in
+    the device's floor file, if known). A broken ``installed`` is a
+    PinsetError. Writes nothing.
     """
-    t, cur = trust(installed)
+    return _verify(installed, bundle, today, floor)[:3]
+
+
+def _verify(installed, bundle, today, floor):
+    # verify(), also returning the installed Pinset (the host tool's older entry point).
+    t, cur = trust(installed, floor)
     r = step(t, [bundle], True, today)
     if r is None:
-        return bytes(installed.encode() if isinstance(installed, str) else installed), cur, True
-    return r[0], r[1], False
+        return bytes(installed.encode() if isinstance(installed, str) else installed), cur, True, cur
+    return r[0], r[1], False, cur
 
 
 def _today(floor):
