@@ -33,8 +33,9 @@ are not in them.
                                     also measure a scenario script (see run_scenario)
 
 `make bench-mcu` installs the toolchains and QEMU with apt-get (as root) first.
-The first build takes a minute or two per board (progress is printed); later
-runs reuse the builds in .work/frozen/micropython-1.26.1/ports/qemu/build-*.
+The first run fetches the source and builds six firmware images (about 3
+minutes on two shared cores; progress is printed); later runs reuse the builds
+in .work/frozen/micropython-1.26.1/ports/qemu/build-* and take about a minute.
 """
 import argparse
 import base64
@@ -625,7 +626,7 @@ def measure(t, guest_timer, inputs, mpy=None, quick=False, scenario=None, flash=
     if mpy is not None:
         for name, data in sorted(mpy.items()):
             fl.upload(t, "/lib/certpin/" + name, data)
-        r_fs = ["/lib/certpin/%s.mpy" % n for n in ("_update", "_load", "_p256", "_floor")]
+        fs_ticks = t.json("print(fs_cost(%r))" % ["/lib/certpin/%s.mpy" % n for n in ("_update", "_load", "_p256", "_floor")])
     Flash().upload(t, "/certpin.json", inputs["installed"])
     t.exec("snapshot()")
     t.exec("\n".join([
@@ -639,7 +640,7 @@ def measure(t, guest_timer, inputs, mpy=None, quick=False, scenario=None, flash=
     ]))
     r = {}
     if mpy is not None:
-        r["ticks_fs_update"] = t.json("print(fs_cost(%r))" % r_fs)
+        r["ticks_fs_update"] = fs_ticks
     r["ram_import"], r["ram_pinset"] = t.json(M_RAM)
     r["alloc_spki"], r["alloc_check"], r["alloc_spki_bytes"] = t.json(M_CALLS)
     r["ticks_check"], r["ticks_spki"] = t.json(M_TICKS)
@@ -740,9 +741,10 @@ def build(src, board, frozen):
     if not os.path.exists(os.path.join(src, "mpy-cross", "build", "mpy-cross")):
         step("building mpy-cross (for the frozen modules)")
         _make(os.path.join(src, "mpy-cross"), [], "mpy-cross")
-    step("%s %s: %s" % ("building" if not os.path.exists(elf) else "checking the build of", board,
-                        "certpin frozen" if frozen else "certpin not frozen" + (
-                            " (first build: a minute or two)" if not os.path.exists(elf) else "")))
+    first = not os.path.exists(elf)
+    step("%s %s, certpin %s%s" % ("building" if first else "checking the build of", board,
+                                  "frozen" if frozen else "not frozen",
+                                  " (first build: about 30 s)" if first else ""))
     _make(port, ["BOARD=" + board, "BUILD=" + bdir, "FROZEN_MANIFEST=" + manifest] + BOARDS[board]["make"],
           board)
     return elf
