@@ -361,8 +361,10 @@ def run_s(quick):
     restore()
     gc.collect()
     t = tk()
-    S()
+    ok = S()
     b = el(t)
+    if not ok:
+        raise BenchError("S() failed the second time")
     p = None if quick else peak()
     restore()
     print(json.dumps([a, b, p]))

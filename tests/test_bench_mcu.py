@@ -90,7 +90,7 @@ def test_a_failing_scenario_fails_the_run(micropython, inputs, mpy, tmp_path):
         mcu.run_unix(micropython, inputs, mpy, quick=True, scenario=(str(script), files, "x"))
 
 
-def test_lower_bound_rows_are_labelled(inputs):
+def test_lower_bound_rows_are_labelled():
     # The clock rows are estimates and must say so, with the chip and its clock.
     r = {"ticks_check": 1600, "ticks_es256": 1_000_000, "ticks_update_first": 1_600_000}
     text = table("MICROBIT", r, r)
