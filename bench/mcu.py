@@ -9,14 +9,15 @@ source of Debian's package, fetched and unpacked as bench/frozen.py does) for
 
 twice each, with certpin frozen into the firmware and without it (the library
 then comes from the `.mpy` files `certpin flash --lib` installs, held in a
-small RAM filesystem written in Python, as MicroPython's run-tests.py
+small filesystem written in Python, their bytes in RAM outside the GC heap, as MicroPython's run-tests.py
 --via-mpy does), runs each under Debian's QEMU with `-icount shift=0` (the
 guest clock advances one nanosecond per guest instruction) and drives it over
 the emulated UART with the raw REPL, as mpremote drives a board. Instructions
 are read from a hardware timer of the emulated chip (nRF51 TIMER0 at 16 MHz on
 MICROBIT, the CLINT's mtime at 10 MHz on VIRT_RV32, CMSDK timer 0 at 25 MHz on
-MPS2_AN385): ticks x (1000 / MHz) = instructions. The figures are
-deterministic: the same build gives the same counts on every run.
+MPS2_AN385): ticks x (1000 / MHz) = instructions, checked on each run
+(timer_check). The counts repeat run for run: the inputs (certificate, keys,
+signature, bundle) are made once and kept in .work/mcu/inputs.json.
 
 The port has no network, no `tls`, no `time` and no filesystem:
 bench/mcu_stubs/ holds the two stand-in modules frozen into both builds (see
@@ -28,7 +29,7 @@ are not in them.
     bench/mcu.py                    every board whose toolchain and QEMU are installed
     bench/mcu.py --board MICROBIT   one board (repeatable)
     bench/mcu.py --unix             the same harness on the unix port (nanoseconds, not instructions)
-    bench/mcu.py --quick            no peak-heap search (what `make test` runs)
+    bench/mcu.py --quick            no peak-heap search, no ES256 row (what `make test` runs)
     bench/mcu.py --scenario S.py --files DIR
                                     also measure a scenario script (see run_scenario)
 
