@@ -10,8 +10,9 @@ source of Debian's package, fetched and unpacked as bench/frozen.py does) for
 twice each, with certpin frozen into the firmware and without it (the library
 then comes from the `.mpy` files `certpin flash --lib` installs, served by a
 small filesystem written in Python, as MicroPython's run-tests.py --via-mpy
-does, their bytes in RAM outside the GC heap), runs each under Debian's QEMU with `-icount shift=0` (the
-guest clock advances one nanosecond per guest instruction) and drives it over
+does, their bytes in RAM outside the GC heap), runs each under Debian's QEMU
+with `-icount shift=0` (the guest clock advances one nanosecond per guest
+instruction) and drives it over
 the emulated UART with the raw REPL, as mpremote drives a board. Instructions
 are read from a hardware timer of the emulated chip (nRF51 TIMER0 at 16 MHz on
 MICROBIT, the CLINT's mtime at 10 MHz on VIRT_RV32, CMSDK timer 0 at 25 MHz on
