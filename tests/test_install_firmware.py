@@ -334,3 +334,35 @@ def test_references_held_as_class_and_object_attributes_are_pinned(client, serve
         out = client(fw, before=["early_attrs"], mode="early_attrs", host="localhost", port=s.port)
         assert json.loads(out["reply"]) == ["PinError"] * n, out
         untouched(s)
+
+
+@pytest.mark.parametrize("fw", ["mp1.20", "mp1.22-peercert"])
+def test_others_ca_by_ip_address_is_refused_on_old_mbedtls(client, servers, pki, fw):
+    # The mbedTLS of v1.20-v1.22 (2.16, 2.28) matches no IP address in a
+    # certificate: a host outside the pinset reached by IP fails CA
+    # validation there (refused, saying so), though the certificate names
+    # 127.0.0.1 and v1.23+ accepts it (test_install.py).
+    s = fresh(servers, "genuine")
+    out = client(fw, others="ca", cadata=[pki.path("root.der")], **scenario("ssl_wrap_socket", s, host="127.0.0.1"))
+    refused(out, "PinError", "127.0.0.1", "CA validation")
+    untouched(s)
+
+
+@pytest.mark.parametrize("version,peercert", [("1.19", "leaf"), ("1.21", "leaf"), ("1.21", "none")])
+def test_install_on_firmware_without_a_build_here(client, servers, pki, version, peercert):
+    # v1.19 and v1.21 (no SSLContext) through the stand-ins of oldfw.py on the
+    # unix port: pinned where getpeercert(True) gives the leaf, every
+    # connection refused where it returns None (v1.21 on rp2 and unix).
+    for mode in ("ssl_wrap_socket", "ussl"):
+        s = fresh(servers, "genuine")
+        out = client("unix", oldfw=[version, peercert], **scenario(mode, s))
+        assert "install_error" not in out, out
+        if peercert == "none":
+            refused(out, "Error", "getpeercert", "does not keep it")
+            untouched(s)
+        else:
+            assert out["ok"] and "hello from genuine" in out["reply"], out
+        s = fresh(servers, "rogue")
+        out = client("unix", oldfw=[version, peercert], **scenario(mode, s))
+        assert out["ok"] is False and out["type"] in ("PinError", "Error"), out
+        untouched(s)

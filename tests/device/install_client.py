@@ -17,11 +17,16 @@
 # recorded as "reinstall_error").}
 #
 # Runs on the unix port and on the real builds of ../shared/runtimes: v1.20
-# (ussl.wrap_socket only, urequests, no tls/SSLContext), v1.22 (C ssl module).
+# (ussl.wrap_socket only, urequests, no tls/SSLContext), v1.22 (C ssl module);
+# "oldfw": [version, peercert] simulates 1.19 or 1.21 with tests/device/oldfw.py.
 import json
 import sys
 
 cfg = json.load(open(sys.argv[1]))
+if cfg.get("oldfw"):  # [version, peercert]: the stand-ins of oldfw.py for firmware without a build here
+    import oldfw
+
+    oldfw.install(*cfg["oldfw"])
 for name in cfg.get("before", ()):
     __import__(name)
 if cfg.get("main_tls"):
