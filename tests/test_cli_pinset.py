@@ -340,12 +340,34 @@ def test_lint_expiry(capsys, tmp_path):
 
 
 def test_lint_subdomains_on_public_suffix(capsys, tmp_path):
-    for suffix in ("com", "co.uk", "github.io"):
+    # the maintained Public Suffix List (private section too: hobby-IoT dynamic DNS and free domains)
+    for suffix in ("com", "co.uk", "github.io", "ddns.net", "eu.org", "duckdns.org", "kawasaki.jp"):
         r, findings = lint_text(capsys, tmp_path, good(**{suffix: {"pins": [P1, P2], "subdomains": True}}))
         assert r.status == 1 and has(findings, "error", "public suffix", suffix), findings
-        assert has(findings, "error", "partial", suffix)
-    r, findings = lint_text(capsys, tmp_path, good(**{"example.co.uk": {"pins": [P1, P2], "subdomains": True}}))
-    assert r.status == 0 and findings == []
+        assert has(findings, "error", "Public Suffix List", suffix)
+    for name in ("example.co.uk", "mything.ddns.net", "foo.eu.org"):
+        r, findings = lint_text(capsys, tmp_path, good(**{name: {"pins": [P1, P2], "subdomains": True}}))
+        assert r.status == 0 and findings == [], (name, findings)
+
+
+@pytest.mark.parametrize("suffix", ["ddns.net", "eu.org", "co.uk"])
+def test_new_and_add_refuse_subdomains_on_the_public_suffix_list(capsys, tmp_path, suffix):
+    path = str(tmp_path / "p.json")
+    r = run(capsys, "pinset", "new", path, suffix, "--pin", P1, "--pin", P2, "--subdomains")
+    assert r.status == 2 and "public suffix" in r.err, r
+    assert run(capsys, "pinset", "new", path, "a.example.com", "--pin", P1, "--pin", P2).status == 0
+    r = run(capsys, "pinset", "add", path, suffix, "--pin", P1, "--pin", P2, "--subdomains")
+    assert r.status == 2 and "public suffix" in r.err, r
+
+
+def test_lint_ports(capsys, tmp_path):
+    r, findings = lint_text(capsys, tmp_path, good(**{"mqtt.example.com": {"pins": [P1, P2], "ports": [8883, 443]}}))
+    assert r.status == 0 and findings == [], findings
+    for bad, words in (([], "1 to 16"), ([0], "not a port"), ([443, 443], "twice"), (["443"], "not a port"),
+                       (443, "must be a list")):
+        r, findings = lint_text(capsys, tmp_path, good(**{"mqtt.example.com": {"pins": [P1, P2], "ports": bad}}))
+        assert r.status == 1 and has(findings, "error", words, "mqtt.example.com"), (bad, findings)
+        assert has(findings, "error", "a device refuses this file"), findings  # the device loader agrees
 
 
 def test_lint_report_only_and_missing_serial_expires_are_warnings(capsys, tmp_path):
