@@ -236,8 +236,9 @@ def test_keygen_mode_0600_and_pin(capsys, tmp_path, kind, extra, key_type):
     r = run(capsys, "keygen", path, "--type", kind, *extra)
     assert r.status == 0, r
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    pin = r.out.strip()
+    pin, label = r.out.strip().split("  ", 1)  # (issue 18) the pin, then what it is
     assert pin.startswith("sha256/") and len(pin) == 51
+    assert label == "backup pin of %s (%s): put it in the pinset, keep the key offline" % (path, key_type)
     again = run(capsys, "pin", path, "--json")
     assert again.json()[0]["spki_sha256"] == pin and again.json()[0]["key"] == key_type
     assert "OFFLINE" in r.err
@@ -256,7 +257,7 @@ def test_keygen_public_file(capsys, tmp_path):
     path, pub = str(tmp_path / "b.pem"), str(tmp_path / "b.pub.pem")
     r = run(capsys, "keygen", path, "--public", pub)
     assert r.status == 0, r
-    assert pins_of(run(capsys, "pin", pub)) == [r.out.strip()]
+    assert pins_of(run(capsys, "pin", pub)) == [r.out.split()[0]]
     assert stat.S_IMODE(os.stat(pub).st_mode) == 0o644
 
 

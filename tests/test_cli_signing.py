@@ -59,7 +59,8 @@ def test_keygen_signing_makes_a_private_p256_key_and_prints_its_line_and_kid(cap
     path = tmp_path / "sign.pem"
     r = run(capsys, "keygen", "--signing", path, "--public", tmp_path / "sign.pub.pem")
     assert r.status == 0, r
-    line, kid = r.out.split()
+    (line, what_line), (kid, what_kid) = [x.split("  ", 1) for x in r.out.splitlines()]  # labelled (issue 18)
+    assert what_line.startswith("update.keys line of ") and what_kid.startswith("kid of ")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     key = serialization.load_pem_private_key(read(path), None)
     assert isinstance(key.curve, ec.SECP256R1)

@@ -465,11 +465,30 @@ def run_from_server(args):
 # ---------------------------------------------------------------- lint
 
 
+def _refuse_bundle(path):
+    """`pinset lint` on a signed bundle: say what the file is and what to run instead (exit 2)."""
+    from certpin_host import jws
+    from certpin_host.files import read_bytes
+
+    raw = read_bytes(path, "pinset")
+    if not jws.looks_like_bundle(raw):
+        return
+    try:
+        serial = json.loads(jws.loads(raw).payload.decode("utf-8")).get("serial")
+    except (jws.BundleError, UnicodeDecodeError, ValueError, AttributeError):
+        serial = None
+    raise UserError("%s is a signed bundle (JWS%s), not a pinset: lint the pinset it was signed from "
+                    "(certpin pinset lint PINSET); to check the bundle as a device would: certpin pinset "
+                    "check-update %s --current INSTALLED.json (or --port PORT: a board's own pinset)"
+                    % (path, ", of serial %s" % serial if serial is not None else "", path))
+
+
 def run_lint(args):
     if not os.path.exists(args.file):
         raise UserError("%s: no such file" % args.file)
     if os.path.isdir(args.file):
         raise UserError("%s: is a directory" % args.file)
+    _refuse_bundle(args.file)
     findings = lint.lint_file(args.file, max_days=args.max_days)
     errors = [f for f in findings if f.level == lint.ERROR]
     warnings = [f for f in findings if f.level == lint.WARNING]

@@ -41,6 +41,11 @@ def has_errors(findings):
 
 
 def lint_pinset_text(text, today=None, max_days=DEFAULT_MAX_DAYS):
+    """The findings for a pinset's text, each once (in the order found)."""
+    return list(dict.fromkeys(_lint(text, today, max_days)))
+
+
+def _lint(text, today, max_days):
     out = []
     today = today or pinsetfile.today()
 

@@ -66,10 +66,12 @@ def _version():
         return "?"
 
 
-def decide(installed, bundle, today=None):
+def decide(installed, bundle, today=None, floor=None):
     """(verdict dict, payload bytes or None) for a device holding `installed` offered `bundle`.
 
-    verdict: ok, same, reason, message, serial_from, serial_to, issued, expires.
+    floor: the device's time floor file's date (Y, M, D), which the device's own rule weighs against this
+    machine's clock when today is None. verdict: ok, same, reason, message, serial_from, serial_to,
+    issued, expires.
     """
     import certpin
 
@@ -77,7 +79,12 @@ def decide(installed, bundle, today=None):
     v = {"ok": False, "same": False, "reason": None, "message": None, "serial_from": None, "serial_to": None,
          "issued": None, "expires": None}
     try:
-        payload, new, same = verify(installed, bundle, today)
+        if floor is not None:
+            from certpin import _update
+
+            payload, new, same = _update._verify(installed, bundle, today, floor)[:3]
+        else:
+            payload, new, same = verify(installed, bundle, today)
     except certpin.Error as e:
         v["reason"] = getattr(e, "reason", None) or ("bad_current" if isinstance(e, certpin.PinsetError) else "error")
         v["message"] = e.args[0] if e.args else str(e)
