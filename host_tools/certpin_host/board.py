@@ -7,7 +7,8 @@
     b.write("/x.tmp", data, progress=cb)       # plain write in chunks (cb(n) after each chunk of n bytes)
     b.install([(local_path, "/certpin.json")]) # atomic: temporary names, SHA-256 check, rename, read back
     b.exec("print(1)")                         # stdout bytes; BoardError with the board's traceback
-    b.close()
+    b.close()                                  # (or: with board.connect(port) as b: ...)
+    board.read_pinset_state(b, "/certpin.json") # {"installed", "from_bak", "floor"}: what the device reads
 
 The connection is made through a flashing tool's own Python transport, never
 by running the tool and parsing what it prints: mpremote's SerialTransport
@@ -28,10 +29,12 @@ leaves temporary files only; the next install removes them first.
 """
 import binascii
 import hashlib
+import time
 
 TMP_SUFFIX = ".tmp"
 TOOLS = ("mpremote", "ampy")
 CHUNK = 768  # bytes per write command (1,024 characters of base64)
+READ_TIMEOUT = 5  # seconds one read from the serial port may wait
 
 
 class BoardError(Exception):
@@ -98,13 +101,24 @@ class Board:
                 from mpremote.transport_serial import SerialTransport
 
                 self._t = SerialTransport(self.port, baudrate=115200)
-                self._t.enter_raw_repl(soft_reset=True)
             else:
                 from ampy.pyboard import Pyboard
 
                 self._t = Pyboard(self.port, baudrate=115200)
-                self._t.serial.timeout = self.timeout  # ampy reads without a timeout otherwise
-                self._t.enter_raw_repl()
+            # Both transports read without a timeout (mpremote on a pty blocks in read(1)): a board that
+            # never answers would hang us for good. Their own per-step timeouts work once reads return.
+            self._t.serial.timeout = READ_TIMEOUT
+            for attempt in range(3):
+                try:
+                    if self.tool == "mpremote":
+                        self._t.enter_raw_repl(soft_reset=True)
+                    else:
+                        self._t.enter_raw_repl()
+                    break
+                except BaseException as e:  # a board still booting, or rebooting, missed the Ctrl-A: again
+                    if attempt == 2 or isinstance(e, (KeyboardInterrupt, SystemExit)):
+                        raise
+                    time.sleep(0.5)
         except BaseException as e:  # ampy's PyboardError is a BaseException
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -273,6 +287,33 @@ def _errno_text(line):
         return line
     code = getattr(errno, m.group(2), None) if m.lastindex == 2 else int(m.group(1))
     return "%s: %s" % (line, os.strerror(code)) if code else line
+
+
+def read_pinset_state(b, dest, log=None):
+    """The board's pinset (or DEST.bak, as certpin.load() recovers it) and time floor, as the device reads them."""
+    from certpin._load import date
+
+    log = log or (lambda m: None)
+    installed = b.read(dest)
+    from_bak = False
+    if installed is None:
+        installed = b.read(dest + ".bak")
+        if installed is not None:
+            from_bak = True
+            log("%s is missing, %s.bak is there: judging against it, as certpin.load() would recover it"
+                % (dest, dest))
+    floor = None
+    fp = (dest[:-5] if dest.endswith(".json") else dest) + ".floor"  # certpin._load.floor_path
+    for q in (fp, fp + ".tmp"):  # certpin._load.read_floor's order and format
+        t = b.read(q, limit=16)
+        if t is None:
+            continue
+        try:
+            floor = date(str(t[:10], "utf-8")) if len(t) == 11 and t[10] == 10 else None
+        except UnicodeDecodeError:
+            floor = None
+        break
+    return {"installed": installed, "from_bak": from_bak, "floor": floor}
 
 
 def _why(e):

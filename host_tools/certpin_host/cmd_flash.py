@@ -225,7 +225,7 @@ def flash_board(port, plan, args, log, progress, libs):
     try:
         log("connecting to the board on %s with %s" % (port, args.tool))
         b = boardmod.connect(port, args.tool, args.timeout)
-        state = read_state(b, args.dest, log)
+        state = boardmod.read_pinset_state(b, args.dest, log)
         if state["installed"] is not None:
             try:
                 import certpin
@@ -259,32 +259,6 @@ def flash_board(port, plan, args, log, progress, libs):
         if b is not None:
             b.close()
     return r
-
-
-def read_state(b, dest, log):
-    """The board's pinset (or DEST.bak, as certpin.load() recovers it) and time floor, as the device reads them."""
-    from certpin._load import date
-
-    installed = b.read(dest)
-    from_bak = False
-    if installed is None:
-        installed = b.read(dest + ".bak")
-        if installed is not None:
-            from_bak = True
-            log("%s is missing, %s.bak is there: judging against it, as certpin.load() would recover it"
-                % (dest, dest))
-    floor = None
-    fp = (dest[:-5] if dest.endswith(".json") else dest) + ".floor"  # certpin._load.floor_path
-    for q in (fp, fp + ".tmp"):  # certpin._load.read_floor's order and format
-        t = b.read(q, limit=16)
-        if t is None:
-            continue
-        try:
-            floor = date(str(t[:10], "utf-8")) if len(t) == 11 and t[10] == 10 else None
-        except UnicodeDecodeError:
-            floor = None
-        break
-    return {"installed": installed, "from_bak": from_bak, "floor": floor}
 
 
 def decide(plan, state, args, log):
