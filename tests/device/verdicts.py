@@ -1,6 +1,7 @@
 # The device library's verdicts on a list of tasks, under CPython and the
 # MicroPython unix port alike (tests/test_host_device_verdicts.py holds the
-# host tool's verdicts against them). argv: TASKS.json DIR. TASKS: a list of
+# host tool's verdicts against them). argv: TASKS DIR. TASKS: one JSON task a
+# line (a large corpus never sits in the unix port's heap at once):
 #   {"op": "loads", "text": str}                  certpin.loads(text)
 #   {"op": "check", "pinset": str, "host": h, "chain": [hex DER, leaf first],
 #    "verified": bool}                             certpin.check(...)
