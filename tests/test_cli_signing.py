@@ -631,3 +631,14 @@ def test_lint_agrees_with_device_on_random_update_sections(keys):
             own = [f for f in lint.lint_pinset_text(text) if f.level == "error" and "a device refuses" not in f.message]
             assert own, doc
     assert refused > 150  # the pools reach the device's refusals
+
+
+def test_sign_warns_when_the_signing_key_is_a_host_pin(capsys, tmp_path, keys):
+    """(issue 18) a TLS key used as a signing key: its pin is also a host's pin in the pinset."""
+    a, b = keys[0], keys[1]
+    path = write_pinset(tmp_path / "p.json", 3, keys=[b], hosts={"api.example.com": {"pins": [a.kid, fake_pin(1)]}})
+    r = run(capsys, "pinset", "sign", path, "--key", a.path, "-o", tmp_path / "p.jws")
+    assert r.status == 0, r
+    assert "WARNING" in r.err and "is the key pinned for api.example.com" in r.err, r
+    r = run(capsys, "pinset", "sign", path, "--key", b.path, "-o", tmp_path / "q.jws")
+    assert r.status == 0 and "is the key pinned for" not in r.err, r
