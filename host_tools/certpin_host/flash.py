@@ -209,3 +209,13 @@ def _flash(b, pinset, dest, lib, log, work, stale, progress, libs):
             log("installed %s" % d)
     log("read back: every installed file's SHA-256 on the board matches the local file")
     return {"files": installed, "mpy": use_mpy, "board": facts}
+
+
+def read_files(port, paths, tool="mpremote", timeout=120, limit=65536):
+    """{path: bytes, or None when the board has no such file} over one connection (board.connect/read);
+    at most limit + 1 bytes each. Raises FlashError. (New code: use certpin_host.board directly.)"""
+    try:
+        with boardmod.connect(port, tool, timeout) as b:
+            return {p: b.read(p, limit) for p in paths}
+    except boardmod.BoardError as e:
+        raise FlashError(str(e), e.status)
