@@ -72,10 +72,17 @@ class PinsetError(Error):
 # Out-of-range reads are caught as IndexError; the walk allocates nothing.
 
 
+def _bad(i, *a):
+    # Refuse with message i of certpin._report._bad(): the texts live there,
+    # loaded only when a certificate is refused (kept here they were resident:
+    # 0.8 KB of a 32-bit build's heap, measured).
+    raise Error(_use("_report", "_bad", i, *a))
+
+
 def _skip(b, i, t):
     # The end of the DER element at b[i], whose tag must be t.
     if b[i] != t:
-        raise Error("bad certificate: expected tag 0x%02x at offset %d, found 0x%02x" % (t, i, b[i]))
+        _bad(0, t, i, b[i])
     c = b[i + 1]
     if c < 0x80:
         return i + 2 + c
@@ -86,10 +93,7 @@ def _skip(b, i, t):
         n = b[i + 2] << 8 | b[i + 3]
         if n > 0xFF:
             return i + 4 + n
-    raise Error(
-        "bad certificate: %s length at offset %d"
-        % ("indefinite" if c == 0x80 else "over-long" if c > 0x82 else "non-minimal", i)
-    )
+    _bad(1, c, i)  # an indefinite, over-long or non-minimal length
 
 
 def _tbs(b):
@@ -99,7 +103,7 @@ def _tbs(b):
     i += 2 if b[i + 1] < 0x80 else b[i + 1] - 0x7E
     if b[i] == 0xA0:  # [0] EXPLICIT version: exactly A0 03 02 01 0v, v1..v3
         if b[i + 1] != 3 or b[i + 2] != 2 or b[i + 3] != 1 or b[i + 4] > 2:
-            raise Error("bad certificate: bad version at offset %d" % i)
+            _bad(2, i)
         i += 5
     return i
 
@@ -116,14 +120,14 @@ def spki_sha256(b, whole=False):
         n = len(b)
         e = _skip(b, 0, 0x30)  # Certificate, exactly the whole buffer
         if e != n:
-            raise Error("bad certificate: " + ("data after the certificate" if e < n else "truncated"))
+            _bad(3 if e < n else 9)  # data after the certificate, or truncated
         i = 2 if b[1] < 0x80 else b[1] - 0x7E
         t = _skip(b, i, 0x30)  # TBSCertificate
         # serialNumber, signature, issuer, validity, subject, then the SPKI
         i = _skip(b, _skip(b, _skip(b, _skip(b, _skip(b, _tbs(b), 2), 0x30), 0x30), 0x30), 0x30)
         e = _skip(b, i, 0x30)
         if e > t or t > n:
-            raise Error("bad certificate: an element overruns TBSCertificate")
+            _bad(4)
         # The SPKI is exactly {AlgorithmIdentifier, BIT STRING}; after it come
         # only issuerUniqueID [1], subjectUniqueID [2], extensions [3], in that
         # order, up to t; after TBSCertificate exactly signatureAlgorithm and
@@ -131,7 +135,7 @@ def spki_sha256(b, whole=False):
         # here too, not hashed.
         j = _skip(b, _skip(b, i + (2 if b[i + 1] < 0x80 else b[i + 1] - 0x7E), 0x30), 3)
         if j != e:
-            raise Error("bad certificate: data after the public key at offset %d" % j)
+            _bad(5, j)
         if j < t and b[j] == 0x81:
             j = _skip(b, j, 0x81)
         if j < t and b[j] == 0x82:
@@ -139,17 +143,17 @@ def spki_sha256(b, whole=False):
         if j < t:
             j = _skip(b, j, 0xA3)
         if j != t:
-            raise Error("bad certificate: data after the extensions at offset %d" % t)
+            _bad(6, t)
         j = _skip(b, _skip(b, t, 0x30), 3)
         if j != n:
-            raise Error("bad certificate: data after the signature at offset %d" % j)
+            _bad(7, j)
         if whole:
             return hashlib.sha256(b).digest()
         return hashlib.sha256((b if isinstance(b, memoryview) else memoryview(b))[i:e]).digest()
     except IndexError:
-        raise Error("bad certificate: truncated")
+        _bad(9)  # truncated
     except TypeError:  # checked here, not up front: the hot path stays short
-        raise Error("certificate must be DER bytes, bytearray or memoryview, not %s" % type(b).__name__)
+        _bad(10, b)
 
 
 def cert_sha256(der):
@@ -187,7 +191,7 @@ def not_before(b):
 #   _n  tuple  the host names, sorted (a tuple costs less than a dict's table)
 #   _b  bytes  [record offset: 2] per host, then per host a record:
 #              [flags][n][text offset: 2], n x [kind][digest: 32]
-#   _t  str    every pin's text back to back (Pinset._text())
+#   _t  str    every pin's text back to back (certpin._report.text())
 
 
 class Pinset:
@@ -205,17 +209,6 @@ class Pinset:
 
     def hosts(self):
         return list(self._n)
-
-    def _text(self, r, j):
-        # The text of pin j of record r (a slice of _t).
-        b = self._b
-        k = b[r + 2] << 8 | b[r + 3]
-        o = r + 4
-        while j:
-            k += 51 if b[o] == 1 else 56  # len("sha256/") or len("cert-sha256/"), + 44
-            o += 33
-            j -= 1
-        return self._t[k : k + (51 if b[o] == 1 else 56)]
 
     def pins(self, host):
         """The pins of the entry covering ``host`` ([] when none does, or it is no host name)."""
@@ -308,10 +301,15 @@ def _use(name, fn, *args, **kw):
     finally:
         if sys.implementation.name == "micropython":
             g = globals()  # an import also binds the submodule here
-            for n in ("_load", "_report", "_refuse", "_installmsg", "_patch", "_update", "_fetch", "_p256", "_floor"):
-                sys.modules.pop("certpin." + n, None)
-                if n in g:
-                    del g[n]
+            for m in list(sys.modules):
+                n = m[8:]
+                # Every certpin submodule but those that stay once used:
+                # check() and install() are cached, Deferred and _old's
+                # wrap_socket are held by the connections they make.
+                if m[:9] == "certpin._" and n not in ("_check", "_install", "_deferred", "_old"):
+                    del sys.modules[m]
+                    if n in g:
+                        del g[n]
 
 
 def match(ps, r, der, d):
@@ -352,7 +350,7 @@ def match(ps, r, der, d):
 
 # Rejects from the callback must be negative mbedTLS codes, and not
 # X509_CERT_VERIFY_FAILED (-0x2700): CERT_OPTIONAL forgives that one.
-_REJECT = -0x3000  # MBEDTLS_ERR_X509_FATAL_ERROR
+# -0x3000: MBEDTLS_ERR_X509_FATAL_ERROR (a literal below: a global name costs RAM).
 
 
 def _lookup(ps, host):
@@ -389,7 +387,7 @@ class Conn:
 
     def see(self, cert, depth):
         # One certificate of the chain the stack built, top first, leaf last:
-        # 0 lets the handshake go on, _REJECT aborts it. Without cadata only
+        # 0 lets the handshake go on, -0x3000 aborts it. Without cadata only
         # the leaf can match, so only the leaf is hashed.
         try:
             if depth == 0:
@@ -406,10 +404,10 @@ class Conn:
                     if self.seen is None:
                         self.seen = []
                     self.seen.append((depth, d))
-            return 0 if depth or self.matched >= 0 or self.report or not self.pins else _REJECT
+            return 0 if depth or self.matched >= 0 or self.report or not self.pins else -0x3000
         except Exception as e:  # MemoryError or a bug: refuse, never unwind through C
             self.error = e
-            return _REJECT
+            return -0x3000
 
     def finish(self):
         # After the handshake, before the socket reaches the caller.

@@ -7,9 +7,45 @@ from binascii import b2a_base64
 from certpin import Error, _usable, spki_sha256
 
 
+def text(ps, r, j):
+    # The text of pin j of record r (a slice of ps._t).
+    b = ps._b
+    k = b[r + 2] << 8 | b[r + 3]
+    o = r + 4
+    while j:
+        k += 51 if b[o] == 1 else 56  # len("sha256/") or len("cert-sha256/"), + 44
+        o += 33
+        j -= 1
+    return ps._t[k : k + (51 if b[o] == 1 else 56)]
+
+
 def pins(ps, host):
     r = ps._find(host) if _usable(host) else -1
-    return [] if r < 0 else [ps._text(r, j) for j in range(ps._b[r + 1])]
+    return [] if r < 0 else [text(ps, r, j) for j in range(ps._b[r + 1])]
+
+
+# certpin._bad(k, ...): why the DER walk refused a certificate, by number.
+_DER = (
+    "expected tag 0x%02x at offset %d, found 0x%02x",
+    "%s length at offset %d",
+    "bad version at offset %d",
+    "data after the certificate",
+    "an element overruns TBSCertificate",
+    "data after the public key at offset %d",
+    "data after the extensions at offset %d",
+    "data after the signature at offset %d",
+    None,
+    "truncated",
+)
+
+
+def _bad(k, *a):
+    if k == 10:  # a = (what was passed instead of DER)
+        return "certificate must be DER bytes, bytearray or memoryview, not %s" % type(a[0]).__name__
+    if k == 1:  # a = (the first length octet, offset)
+        c = a[0]
+        a = ("indefinite" if c == 0x80 else "over-long" if c > 0x82 else "non-minimal", a[1])
+    return "bad certificate: " + _DER[k] % a
 
 
 def bad_name(host):
