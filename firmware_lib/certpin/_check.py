@@ -27,6 +27,6 @@ def check(pinset, host, chain, verified=False):
             d = None
         m = -1 if d is None else match(pinset, r, chain[i], d)
         if m >= 0:
-            return _use("_report", "text", pinset, r, m)
+            return _use("_report", "pin", pinset, r, m)
         i += 1
     raise PinError(_use("_report", "mismatch", pinset, host, chain, verified))

@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 
-from certpin import Error, UpdateError
+from certpin import Error, UpdateError, _use
 from certpin._load import parse, read
 from certpin._update import apply
 
@@ -274,6 +274,14 @@ def _head(head, url):
 
 
 def fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None):
+    try:
+        return _fetch_update(url, path, timeout, cadata)
+    except UpdateError as e:  # the refusal goes to the journal (certpin/_journal.py), then to the caller
+        _use("_journal", "update", path, e, url)
+        raise
+
+
+def _fetch_update(url, path, timeout, cadata):
     try:
         d, ps = parse(read(path))  # the pinset: its pins for a pinned update host, its update.url
     except (OSError, ValueError) as e:

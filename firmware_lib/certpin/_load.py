@@ -185,16 +185,36 @@ def _update_section(d):
     t = d.get("threshold")
     if type(t) is not int or not 0 < t <= len(keys):
         _fail("update.threshold", "expected a whole number from 1 to %d (the number of keys), found %r", len(keys), t)
-    v = d.get("url")
-    if v is not None and not (
-        isinstance(v, str) and len(v) <= 512 and v[: 7 + (v[:5] == "https")] in ("http://", "https://")
-        and not [c for c in v if c <= " " or c > "~"]
-    ):
-        _fail("update.url", "expected an http:// or https:// URL of printable ASCII, at most 512 characters, found %r", v)
+    url(d.get("url"), "update.url")
+
+
+def url(v, f):
+    # None, or an http:// or https:// URL of printable ASCII (checked on the
+    # bytes: iterating a str on MicroPython interns every character it meets).
+    try:
+        b = v.encode() if isinstance(v, str) else b""
+    except Exception:  # CPython: a lone surrogate
+        b = b""
+    if v is not None and not (0 < len(b) <= 512 and min(b) > 32 and max(b) < 127 and (b[:7] == b"http://" or b[:8] == b"https://")):
+        _fail(f, "expected an http:// or https:// URL of printable ASCII, at most 512 characters, found %r", v)
+
+
+def _report(r, f, t):
+    # "report": where certpin.send_reports() sends the journal's records
+    # (docs/reports.md); t: at the top, where it may also name the device id
+    # the records carry (a host's names only a url).
+    _obj(r, ("url", "device") if t else ("url",), f)
+    if not t and "url" not in r:
+        _fail("%s.%s" % (f, "url"), "required in a host's report section")
+    url(r.get("url"), "%s.%s" % (f, "url"))
+    v = r.get("device")
+    b = v.encode() if isinstance(v, str) else b""
+    if v is not None and not (0 < len(b) <= 64 and min(b) > 32 and max(b) < 127):
+        _fail("%s.%s" % (f, "device"), "expected 1 to 64 printable ASCII characters, found %r", v)
 
 
 def _validate(d):
-    _obj(d, ("format", "serial", "issued", "expires", "update", "hosts"), "pinset")
+    _obj(d, ("format", "serial", "issued", "expires", "update", "report", "hosts"), "pinset")
     v = d.get("format")
     if v != 1 or type(v) is not int:
         _fail("format", "expected 1, found %r", v)
@@ -207,6 +227,8 @@ def _validate(d):
         _fail("issued", "%04d-%02d-%02d is after expires", *issued)
     if "update" in d:
         _update_section(d["update"])
+    if "report" in d:
+        _report(d["report"], "report", True)
     hosts = d.get("hosts")
     if not isinstance(hosts, dict) or not hosts:
         _fail("hosts", "expected a JSON object of one or more host entries")
@@ -227,7 +249,9 @@ def _validate(d):
         ):
             _fail(f, "not a lowercase host name or IP literal without a trailing dot")
         e = hosts[name]
-        _obj(e, ("pins", "subdomains", "report_only"), f)
+        _obj(e, ("pins", "subdomains", "report_only", "report"), f)
+        if "report" in e:
+            _report(e["report"], "%s.%s" % (f, "report"), False)
         pins = e.get("pins")
         if not isinstance(pins, list) or not 0 < len(pins) < 256:
             _fail(f + ".pins", "expected a list of 1 to 255 pins")

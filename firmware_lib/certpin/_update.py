@@ -19,7 +19,7 @@ import os
 import time
 from binascii import a2b_base64, b2a_base64
 
-from certpin import PinsetError, UpdateError
+from certpin import PinsetError, UpdateError, _use
 from certpin._load import _syntax, floor_path, parse, read, read_floor
 
 MAX_BUNDLE = 16384
@@ -260,7 +260,11 @@ def install(path, data):
 
 
 def update(bundle, path="/certpin.json"):
-    return apply(bundle, path)[0]
+    try:
+        return apply(bundle, path)[0]
+    except UpdateError as e:  # the refusal goes to the journal (certpin/_journal.py), then to the caller
+        _use("_journal", "update", path, e, "")
+        raise
 
 
 def apply(bundle, path):
