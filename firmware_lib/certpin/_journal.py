@@ -166,13 +166,13 @@ def _state(p):
     # The RAM state of journal p: [path, tick of the last write or None,
     # tokens, tick of the last token, {key: [occurrences not on flash yet,
     # last time, clock set at all of them, the record when it is not on
-    # flash at all yet]}].
+    # flash at all yet]}, journal writes since boot (`make bench` reads it)].
     c = sys.modules["certpin"]
     s = getattr(c, "_jr", None)
     if s is None or s[0] != p:
         if s is not None:
             _flush(s)  # another pinset file's journal: write what waits for it first
-        s = c._jr = [p, None, BURST, ticks_ms(), {}]
+        s = c._jr = [p, None, BURST, ticks_ms(), {}, 0]
     return s
 
 
@@ -314,15 +314,21 @@ def write(p, recs):
 
 def _flush(s):
     # Write what waits in RAM. Written or not (a full or read-only
-    # filesystem), it is dropped from RAM: the record is lost, nothing else.
+    # filesystem), it is dropped from RAM: the record is lost, nothing else;
+    # a kind that never reached the file is forgotten, so that its next
+    # failure makes a new record.
     s[1] = ticks_ms()  # the time of this write, also when the filesystem refused it
     e = s[4]
     if [1 for v in e.values() if v[0]]:
-        write(s[0], _fold(read(s[0]), s))
-        for k in e:
+        s[5] += 1
+        ok = write(s[0], _fold(read(s[0]), s))
+        for k in list(e):
             v = e[k]
-            v[0] = 0
-            v[3] = None
+            if not ok and v[3] is not None:
+                del e[k]
+            else:
+                v[0] = 0
+                v[3] = None
 
 
 # ---- reports() ----

@@ -108,10 +108,21 @@ def _post(url, body, ps, end):
         s.connect(ai[-1])
         if tls:
             pinned = ps if ps._find(host) >= 0 else None  # a PinError for a name that is no host name
-            if _CPY:
-                from certpin._fetch import _tls_cpython
+            if _CPY:  # TLS over memory BIOs, so that the handshake too is bounded by the deadline
+                import ssl
 
-                c = _tls_cpython(d, host, pinned, None)
+                from certpin._fetch import _BIO
+
+                if pinned:
+                    from certpin._cpy import SSLContext
+
+                    x = SSLContext(pinned)
+                    x.port = port
+                else:
+                    x = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    x.check_hostname = False
+                    x.verify_mode = ssl.CERT_NONE
+                c = _BIO(d, x, host)
             elif pinned:
                 from certpin import SSLContext
 
