@@ -244,8 +244,8 @@ def _validate(d):
             or not 0 < len(name) < 254
             or name.strip("abcdefghijklmnopqrstuvwxyz0123456789.-_:")
             or ".." in name
-            or name[0] in ".-"
-            or name[-1] in ".-"
+            or name[:1] in ".-"  # a slice: indexing a str interns the character (MicroPython)
+            or name[-1:] in ".-"
         ):
             _fail(f, "not a lowercase host name or IP literal without a trailing dot")
         e = hosts[name]

@@ -85,6 +85,7 @@ class RAMFlash:
         self.b = bytearray(n * 4096)
         self.n = n
         self.writes = 0
+        self.erases = 0
 
     def readblocks(self, n, buf, off=0):
         o = n * 4096 + off
@@ -100,6 +101,8 @@ class RAMFlash:
             return self.n
         if op == 5:
             return 4096
+        if op == 6:  # erase a block: what wears flash out
+            self.erases += 1
         return 0
 
 
