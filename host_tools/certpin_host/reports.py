@@ -1,0 +1,207 @@
+"""Failure reports from devices (docs/reports.md): read, validate, summarise.
+
+A report is one record of a device's failure journal (certpin/_journal.py),
+as certpin.reports() and certpin.send_reports() hand it over. Collectors keep
+what devices POST; `certpin reports` and `certpin status` read it here.
+
+Nothing in a report is trusted: it comes from devices in the field and
+through whatever collected it. ``parse_record`` accepts only the documented
+shape (every string checked against what the device can write: pins,
+host names, times, printable ASCII) and returns None for anything else,
+which callers count and skip. No field of a refused record is ever printed.
+"""
+import json
+import os
+import re
+
+
+MAX_LINE = 1 << 20  # a device's journal is 4 KiB: a line longer than this is not a device's
+MAX_FILE = 64 << 20  # bytes read from one file at most
+
+REASONS = {
+    "pin_mismatch": "no configured pin matched",
+    "not_checked": "the pins could not be checked",
+    "tls_refused": "TLS certificate validation failed",
+    "pinset_expired": "the pinset expired",
+    "internal_error": "the pin check failed",
+    "not_pinned": "a host outside the pinset (install())",
+    "install_failed": "install() failed: every connection refused",
+    "update_refused": "a signed pinset update was refused",
+}
+
+_PIN = re.compile(r"(sha256|cert-sha256)/[A-Za-z0-9+/]{43}=\Z")
+_HOST = re.compile(r"[A-Za-z0-9._:-]{1,253}\Z")  # a name the device accepted, or an IP literal
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z\Z")
+_PRINTABLE = re.compile(r"[\x21-\x7e]+\Z")
+_WORD = re.compile(r"[a-z_]{1,32}\Z")
+_VERSION = re.compile(r"[0-9A-Za-z.+-]{1,32}\Z")
+
+
+def _str(v, rx, null=False):
+    if v is None:
+        return null
+    return isinstance(v, str) and bool(rx.match(v))
+
+
+def _int(v, lo, hi, null=False):
+    if v is None:
+        return null
+    return type(v) is int and lo <= v <= hi
+
+
+def parse_record(r):
+    """The record as a clean dict, or None when it is not a device's record."""
+    if not isinstance(r, dict):
+        return None
+    ok = (
+        _str(r.get("reason"), _WORD)
+        and _str(r.get("host"), _HOST, null=True)
+        and _int(r.get("port"), 1, 65535, null=True)
+        and isinstance(r.get("presented"), list) and len(r["presented"]) <= 16
+        and all(_str(p, _PIN, null=True) for p in r["presented"])
+        and isinstance(r.get("pins"), list) and len(r["pins"]) <= 255
+        and all(_str(p, _PIN) for p in r["pins"])
+        and _int(r.get("count"), 1, 10 ** 12)
+        and _str(r.get("first"), _TIME) and _str(r.get("last"), _TIME) and r["first"] <= r["last"]
+        and isinstance(r.get("enforced"), bool)
+        and isinstance(r.get("clock", False), bool)
+        and _int(r.get("serial"), 0, 2 ** 53 - 1, null=True)
+        and _str(r.get("version"), _VERSION)
+        and (len(r.get("device") or "") <= 64 and _str(r.get("device"), _PRINTABLE, null=True))
+        and _str(r.get("rule"), _WORD, null=True)
+        and (len(r.get("url") or "") <= 512 and _str(r.get("url"), _PRINTABLE, null=True))
+    )
+    if not ok:
+        return None
+    keys = ("reason", "host", "port", "presented", "pins", "enforced", "rule", "url", "serial", "version",
+            "count", "first", "last", "clock", "device")
+    out = {k: r.get(k) for k in keys}
+    out["clock"] = r.get("clock") is True
+    return out
+
+
+class Reading:
+    """Records read from files: ``records`` (clean dicts), ``skipped`` (malformed
+    reports, by count), ``sources`` (files read), ``errors`` (files that could not be read)."""
+
+    def __init__(self):
+        self.records, self.skipped, self.sources, self.errors = [], 0, [], []
+
+    def add_json(self, value):
+        """A decoded JSON value: a record, or a list of records (a POST body)."""
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            rec = parse_record(item)
+            if rec is None:
+                self.skipped += 1
+            else:
+                self.records.append(rec)
+
+    def add_text(self, data):
+        """A whole document (one JSON value), else JSON lines, one value a line."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and text.strip()[:1] in ("[", "{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                pass
+            else:
+                if len(data) <= MAX_LINE or isinstance(value, list):
+                    self.add_json(value)
+                    return
+        for line in data.split(b"\n"):
+            line = line.strip()
+            if not line:
+                continue
+            if len(line) > MAX_LINE:
+                self.skipped += 1
+                continue
+            try:
+                value = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                self.skipped += 1
+                continue
+            self.add_json(value)
+
+    def add_path(self, path):
+        if os.path.isdir(path):
+            for d, dirs, files in os.walk(path):
+                dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+                for f in sorted(files):
+                    if not f.startswith("."):
+                        self.add_file(os.path.join(d, f))
+        else:
+            self.add_file(path)
+
+    def add_file(self, path):
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_FILE + 1)
+        except FileNotFoundError:
+            self.errors.append("%s: no such file or directory" % path)
+            return
+        except OSError as e:
+            self.errors.append("%s: cannot read: %s" % (path, e.strerror or e))
+            return
+        self.sources.append(path)
+        if len(data) > MAX_FILE:
+            data = data[: data.rfind(b"\n", 0, MAX_FILE) + 1]  # whole lines only
+            self.errors.append("%s: larger than %d MiB: only its first %d MiB read" % (path, MAX_FILE >> 20, MAX_FILE >> 20))
+        self.add_text(data)
+
+
+def deduplicate(records):
+    """One record per device and kind of failure: a device sends a record again
+    (with a larger count) when the 2xx of an earlier send never reached it."""
+    best = {}
+    for r in records:
+        k = (r["device"], r["reason"], r["host"], r["port"], tuple(r["presented"]), r["rule"], r["url"], r["first"])
+        old = best.get(k)
+        if old is None or (r["count"], r["last"]) > (old["count"], old["last"]):
+            best[k] = r
+    return list(best.values())
+
+
+def key_of(r):
+    """What a summary groups by: the host and the key it presented (its leaf's pin)."""
+    leaf = r["presented"][0] if r["presented"] else None
+    return (r["host"] or "", leaf or "", r["reason"] if not leaf else "")
+
+
+def summarise(records):
+    """[group]: per host and presented key, newest last-seen first."""
+    groups = {}
+    for r in deduplicate(records):
+        k = key_of(r)
+        g = groups.get(k)
+        if g is None:
+            g = groups[k] = {
+                "host": r["host"], "presented": r["presented"][0] if r["presented"] else None,
+                "reasons": [], "rules": [], "ports": [], "devices": [], "serials": [], "versions": [],
+                "pins": [], "count": 0, "records": 0, "first": None, "last": None, "clock_unset": 0,
+                "enforced": False,
+            }
+        g["records"] += 1
+        g["count"] += r["count"]
+        g["enforced"] = g["enforced"] or r["enforced"]
+        for field, value in (("reasons", r["reason"]), ("rules", r["rule"]), ("ports", r["port"]),
+                             ("devices", r["device"]), ("serials", r["serial"]), ("versions", r["version"])):
+            if value is not None and value not in g[field]:
+                g[field].append(value)
+        for p in r["pins"]:
+            if p not in g["pins"]:
+                g["pins"].append(p)
+        if not r["clock"]:
+            g["clock_unset"] += 1  # its times are the device's unset clock: not counted in first/last
+            continue
+        g["first"] = min(g["first"] or r["first"], r["first"])
+        g["last"] = max(g["last"] or r["last"], r["last"])
+    out = list(groups.values())
+    for g in out:
+        for field in ("ports", "serials", "devices", "versions", "reasons", "rules"):
+            g[field].sort(key=str)
+    out.sort(key=lambda g: (g["last"] or "", g["count"]), reverse=True)
+    return out
