@@ -47,7 +47,7 @@ fuzz: $(STAMP)  ## long fuzz runs (CI runs a shortened form inside `make test`)
 soak: $(STAMP)  ## 1,000 pinned handshakes in one unix-port process, heap drift
 	CERTPIN_SOAK_COUNT=1000 $(PY) -m pytest -q tests -k soak
 
-demo: $(STAMP)  ## the whole job on a virtual board: pins, backup key, pinset, verify, flash, genuine vs attacker, a signed update, attacker bundles
+demo: $(STAMP)  ## the whole job on a virtual board: pins, backup key, pinset, verify, flash, genuine vs attacker, a signed update, attacker bundles, failure reports (interception vs rotation)
 	$(PY) boards/UNIX/demo.py
 
 flash: $(STAMP)  ## flash PINSET, the library and the board's boot.py/main.py onto a real board: make flash BOARD=ESP32_GENERIC PORT=/dev/ttyUSB0 PINSET=pins.json

@@ -158,3 +158,42 @@ def test_live_with_an_unreachable_server_says_so(capsys, tmp_path):
     f = write(tmp_path / "r.jsonl", [rec(host="127.0.0.1", port=port)])
     r = run(capsys, "reports", f, "--live", "--timeout", "3")
     assert r.status == 1 and "connection refused" in r.out, r
+
+
+# ---------------------------------------------------------------- the pinset's "report" section
+
+
+def _lint(capsys, tmp_path, pki, name, **changes):
+    from support.vboard_fixtures import make_pinset
+
+    path = make_pinset(tmp_path / (name + ".json"), {"localhost": [pki.genuine.pin, pki.rotated.pin]})
+    d = json.load(open(path))
+    for k, v in changes.items():
+        if k == "host_report":
+            d["hosts"]["localhost"]["report"] = v
+        else:
+            d[k] = v
+    json.dump(d, open(path, "w"))
+    return run(capsys, "pinset", "lint", path), path
+
+
+def test_lint_and_the_device_check_the_report_section(capsys, tmp_path, pki):
+    import certpin
+
+    r, _ = _lint(capsys, tmp_path, pki, "pinned", report={"url": "https://localhost:8443/reports"})
+    assert "report" not in r.out, r  # a collector in the pinset: nothing to say
+    r, _ = _lint(capsys, tmp_path, pki, "plain", report={"url": "http://10.0.0.5/r", "device": "dev-1"})
+    assert "plain HTTP" in r.out and "erase them by answering 200" in r.out, r
+    r, _ = _lint(capsys, tmp_path, pki, "unpinned", report={"url": "https://collector.example.com/r"})
+    assert "collector.example.com is not in the pinset" in r.out, r
+    for name, change, says in (
+        ("badurl", {"report": {"url": "ftp://x/r"}}, "must start with http:// or https://"),
+        ("badkey", {"report": {"uri": "https://localhost/r"}}, "unknown key 'uri'"),
+        ("hostdevice", {"host_report": {"url": "https://localhost/r", "device": "d"}}, "unknown key 'device'"),
+        ("nourl", {"host_report": {}}, "missing \"url\""),
+        ("baddevice", {"report": {"device": "a b"}}, "1 to 64 printable ASCII"),
+    ):
+        r, path = _lint(capsys, tmp_path, pki, name, **change)
+        assert r.status == 1 and says in r.out, (name, r)
+        with pytest.raises(certpin.PinsetError):  # the device refuses the same file
+            certpin.load(path)

@@ -99,8 +99,9 @@ def run(args):
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             for g, v in zip(groups, pool.map(lambda g: live_check(g, args.port, args.timeout), groups)):
                 g["live"] = v
-    devices = sorted({d for g in groups for d in g["devices"]})
-    summary = {"files": len(reading.sources), "records": len(reports.deduplicate(reading.records)),
+    recs = reports.deduplicate(reading.records)
+    devices = {r["device"] for r in recs}  # records without a device id count as one unnamed device
+    summary = {"files": len(reading.sources), "records": len(recs),
                "skipped": reading.skipped, "devices": len(devices), "groups": groups}
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -123,11 +124,11 @@ def _print(s):
         what = ("presented %s" % g["presented"]) if g["presented"] else ", ".join(
             r + (" (%s)" % ", ".join(g["rules"]) if r == "update_refused" and g["rules"] else "") for r in g["reasons"])
         print("%s  %s" % (g["host"] or "(no host)", what))
-        devs = [d for d in g["devices"]]
+        devs = g["devices"] + (["(a device without an id)"] if g["unnamed"] else [])
         named = ", ".join(devs[:5]) + (", ..." if len(devs) > 5 else "")
         when = ("%s .. %s" % (g["first"], g["last"])) if g["first"] else "no time (device clocks not set)"
         print("  %s; %d failure(s) on %d device(s)%s; %s%s" % (
-            ", ".join(g["reasons"]), g["count"], len(devs) or 1, " (%s)" % named if named else "",
+            ", ".join(g["reasons"]), g["count"], len(devs), " (%s)" % named if named else "",
             when, "; %d record(s) with the device clock not set" % g["clock_unset"] if g["clock_unset"] and g["first"] else ""))
         print("  %s; serial(s) %s; certpin %s%s" % (
             "enforced (refused)" if g["enforced"] else "not enforced (report_only, or an expired pinset's CA fallback)",

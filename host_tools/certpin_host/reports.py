@@ -182,8 +182,9 @@ def summarise(records):
                 "host": r["host"], "presented": r["presented"][0] if r["presented"] else None,
                 "reasons": [], "rules": [], "ports": [], "devices": [], "serials": [], "versions": [],
                 "pins": [], "count": 0, "records": 0, "first": None, "last": None, "clock_unset": 0,
-                "enforced": False,
+                "enforced": False, "unnamed": False,
             }
+        g["unnamed"] = g["unnamed"] or r["device"] is None
         g["records"] += 1
         g["count"] += r["count"]
         g["enforced"] = g["enforced"] or r["enforced"]
@@ -205,3 +206,61 @@ def summarise(records):
             g[field].sort(key=str)
     out.sort(key=lambda g: (g["last"] or "", g["count"]), reverse=True)
     return out
+
+
+# ---------------------------------------------------------------- the pinset's "report" sections
+
+REPORT_KEYS = ("url", "device")  # at the top; a host entry's has only "url"
+
+
+def _url_host(url):
+    rest = url.split("://", 1)[1]
+    hp = rest.split("/", 1)[0].split("#", 1)[0].split("?", 1)[0]
+    if hp.startswith("["):
+        return hp[1 : hp.find("]")].lower()
+    return hp.rsplit(":", 1)[0].lower() if hp.count(":") == 1 else hp.lower()
+
+
+def lint_report(data, err, warn):
+    """Lint rules for data["report"] and each host entry's "report" (docs/reports.md)."""
+    from certpin_host.device import entry_for
+    from certpin_host.updates import url_problem
+
+    sections = []
+    if "report" in data:
+        sections.append(("report", data["report"], REPORT_KEYS, None))
+    hosts = data.get("hosts")
+    if isinstance(hosts, dict):
+        for h, e in hosts.items():
+            if isinstance(e, dict) and "report" in e:
+                sections.append(("hosts[%r].report" % h, e["report"], ("url",), h))
+    for where, r, allowed, host in sections:
+        if not isinstance(r, dict):
+            err("%s must be an object with \"url\"%s, found %s" % (where, "" if host else " and/or \"device\"",
+                                                                   type(r).__name__), host)
+            continue
+        for k in r:
+            if k not in allowed:
+                err("%s: unknown key %r (allowed: %s)" % (where, k, ", ".join(allowed)), host)
+        if host and "url" not in r:
+            err("%s: missing \"url\" (where reports about this host go)" % where, host)
+        if "device" in r:
+            d = r["device"]
+            if not (isinstance(d, str) and 0 < len(d) <= 64 and _PRINTABLE.match(d)):
+                err("%s: \"device\" must be 1 to 64 printable ASCII characters, found %r" % (where, d))
+            elif "update" in data:
+                warn("%s: \"device\" %r in a pinset with signed updates: an update replaces it with the fleet's "
+                     "pinset; set certpin.device_id in the device's boot.py instead (docs/reports.md)" % (where, d))
+        if "url" not in r:
+            continue
+        problem = url_problem(r["url"])
+        if problem:
+            err("%s: \"url\": %s" % (where, problem), host)
+            continue
+        u = r["url"]
+        if u.startswith("http://"):
+            warn("%s: \"url\" %s is plain HTTP: anyone on the path can read the reports, and erase them by "
+                 "answering 200; use https:// to a collector in the pinset" % (where, u), host)
+        elif isinstance(hosts, dict) and entry_for(data, _url_host(u))[1] is None:
+            warn("%s: the collector %s is not in the pinset, so the device reaches it with TLS that checks "
+                 "nothing: an on-path attacker can answer 200 and erase the reports; pin it" % (where, _url_host(u)), host)
