@@ -426,3 +426,31 @@ def test_littlefs_full_and_read_only(serve, pki, tmp_path):
     refused(out[2])
     assert out[3]["reason"] == "not_jws" and out[4] == 0, out
     assert [r["reason"] for r in out[5]["reports"]] == []
+
+
+@pytest.mark.parametrize("name", ["mp1.20", "mp1.22-peercert", "mp1.23", "mp1.28-32"])
+def test_real_firmware_builds_journal_a_refusal(name, serve, pki, tmp_path):
+    # Older firmware (ussl only, no verify_callback: certpin/_old.py) and the 32-bit build.
+    from conftest import firmware
+
+    rt = firmware(name)
+    rogue = serve(pki.rogue_leaf)
+    out, d = run(rt, tmp_path, [
+        write(pinset(pki)), clock(), {"op": "conn", "port": rogue.port}, {"op": "conn", "port": rogue.port},
+        {"op": "update", "hex": b"x".hex()}, {"op": "reports", "clear": True}, {"op": "list"},
+    ], name=name)
+    refused(out[2]) and refused(out[3])
+    recs = sorted(out[5]["reports"], key=lambda r: r["reason"])
+    assert [r["reason"] for r in recs] == ["pin_mismatch", "update_refused"], recs
+    assert recs[0]["count"] == 2 and recs[0]["presented"] == [pki.rogue_leaf.pin] and recs[0]["enforced"] is True
+    assert "certpin.journal" not in out[6]
+
+
+def test_a_deferred_handshake_refusal_is_journaled(runtime, serve, pki, tmp_path):
+    rogue = serve(pki.rogue_leaf)
+    out, d = run(runtime, tmp_path, [
+        write(pinset(pki)), {"op": "conn", "port": rogue.port, "deferred": True}, {"op": "reports"},
+    ])
+    refused(out[1])
+    (rec,) = out[2]["reports"]
+    assert rec["reason"] == "pin_mismatch" and rec["presented"] == [pki.rogue_leaf.pin]

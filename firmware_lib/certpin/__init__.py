@@ -294,7 +294,7 @@ def _ip(name):
 def _use(name, f, *args, **kw):
     # certpin.<name>.<f>(*args, **kw), the module imported for this one call.
     # On a device it is dropped again afterwards, with every other such module
-    # it imported (the tuple below): validation runs once at boot, failure text only when
+    # it imported (_drop()): validation runs once at boot, failure text only when
     # something is refused, updates rarely, so none of them stays resident in
     # a heap that the TLS stack shares.
     m = "certpin." + name
@@ -303,16 +303,22 @@ def _use(name, f, *args, **kw):
         return getattr(sys.modules[m], f)(*args, **kw)
     finally:
         if sys.implementation.name == "micropython":
-            g = globals()  # an import also binds the submodule here
-            for m in list(sys.modules):
-                n = m[8:]
-                # Every certpin submodule but those that stay once used:
-                # check() and install() are cached, Deferred and _old's
-                # wrap_socket are held by the connections they make.
-                if m[:8] == "certpin." and n[:1] == "_" and n not in ("_check", "_install", "_deferred", "_old"):
-                    del sys.modules[m]
-                    if n in g:
-                        del g[n]
+            _drop()
+
+
+def _drop():
+    # Every certpin submodule but those that stay once used: check() and
+    # install() are cached, Deferred and _old's wrap_socket are held by the
+    # connections they make. (A function of its own: written inside _use's
+    # finally clause, this loop saw its variable come out an int on
+    # MicroPython 1.20-1.23 builds, measured; as a function it does not.)
+    g = globals()  # an import also binds the submodule here
+    for m in list(sys.modules):
+        n = m[8:]
+        if m[:8] == "certpin." and n[:1] == "_" and n not in ("_check", "_install", "_deferred", "_old"):
+            del sys.modules[m]
+            if n in g:
+                del g[n]
 
 
 def match(ps, r, der, d):

@@ -34,9 +34,9 @@ from hashlib import sha256
 
 from certpin import __version__
 
-try:
-    from time import ticks_diff, ticks_ms
-except ImportError:  # CPython
+if hasattr(time, "ticks_ms"):  # MicroPython (attributes: a stand-in time module works on every version)
+    ticks_ms, ticks_diff = time.ticks_ms, time.ticks_diff
+else:  # CPython
 
     def ticks_ms():
         return int(time.monotonic() * 1000)

@@ -22,9 +22,9 @@ from certpin._journal import _key, device, pending, write
 
 _CPY = sys.implementation.name != "micropython"
 
-try:
-    from time import ticks_diff, ticks_ms
-except ImportError:  # CPython
+if hasattr(time, "ticks_ms"):  # MicroPython (attributes: a stand-in time module works on every version)
+    ticks_ms, ticks_diff = time.ticks_ms, time.ticks_diff
+else:  # CPython
 
     def ticks_ms():
         return int(time.monotonic() * 1000)
