@@ -197,6 +197,17 @@ def test_install_refusals_are_journaled(serve, pki, tmp_path):
     assert out[1]["type"] == "PinError" and "not in the pinset" in out[1]["message"], out[1]
     (rec,) = out[2]["reports"]
     assert rec["reason"] == "not_pinned" and rec["host"] == "elsewhere.example" and rec["enforced"] is True
+    # others="ca": a host outside the pinset whose chain fails CA validation (the rogue CA's)
+    rogue = serve(pki.rogue_leaf)
+    out, d = run(Runtime("micropython"), tmp_path, [
+        write(pinset(pki, hosts={"pinned.example": {"pins": [pki.genuine.pin, BACKUP]}})),
+        {"op": "install_unpinned", "host": "localhost", "port": rogue.port, "others": "ca",
+         "cadata": [pki.path("root.der")]},
+        {"op": "reports"},
+    ], name="ca")
+    assert out[1]["type"] == "PinError" and "CA validation" in out[1]["message"], out[1]
+    (rec,) = out[2]["reports"]
+    assert rec["reason"] == "tls_refused" and rec["host"] == "localhost" and rec["pins"] == []
 
 
 # ---------------------------------------------------------------- coalescing and wear

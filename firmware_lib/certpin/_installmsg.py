@@ -17,7 +17,7 @@ _INSTALL = (
 
 
 def install(code, *a):
-    _use("_journal", "install", code, a)  # the refusals that reach the journal: codes 4, 6, 7
+    _use("_journal", "install", code, a)  # the refusals that reach the journal: codes 6 and 7
     if code == 4:  # a, the exception install() failed with
         a = (a[0].args[0] if a[0].args else type(a[0]).__name__,)
     elif code == 6:  # a = (pinset, host)

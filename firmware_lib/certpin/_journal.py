@@ -85,26 +85,18 @@ def conn(st, reason, enforced):
 
 def install(code, a):
     # certpin.install() refused a connection (certpin/_installmsg.py codes):
-    # 4 install() failed (every connection refused), 6 a host outside the
-    # pinset, 7 CA validation failed for it (others="ca").
+    # 6 a host outside the pinset, 7 CA validation failed for it
+    # (others="ca"). Not 4 (install() failed, so every connection is
+    # refused): there is no pinset whose file a journal could be kept beside
+    # (certpin status shows a board's broken pinset).
     try:
         p = sys.modules["certpin._install"]._policy
-        ps = p[0] if type(p) is tuple else None
-        if code == 4:
-            rec = {"reason": "install_failed", "host": None}
-        elif code == 6:
-            ps, h = a
-            rec = {"reason": "not_pinned", "host": h}
-        elif code == 7:
-            rec = {"reason": "tls_refused", "host": a[0]}
-        else:
+        if type(p) is not tuple or code not in (6, 7):
             return
-        if ps and not ps._fp:  # a pinset from loads(): no file, no journal
-            return
-        rec["port"] = None
-        rec["enforced"] = True
-        rec["presented"] = rec["pins"] = []
-        add(ps._fp if ps else "/certpin.json", ps, rec)  # install() failed: the default pinset's journal
+        ps = p[0]
+        if ps._fp:  # a pinset from loads() has no file, so no journal
+            add(ps._fp, ps, {"reason": "not_pinned" if code == 6 else "tls_refused", "host": a[1] if code == 6 else a[0],
+                             "port": None, "enforced": True, "presented": [], "pins": []})
     except Exception:
         pass
 

@@ -18,17 +18,6 @@ import re
 MAX_LINE = 1 << 20  # a device's journal is 4 KiB: a line longer than this is not a device's
 MAX_FILE = 64 << 20  # bytes read from one file at most
 
-REASONS = {
-    "pin_mismatch": "no configured pin matched",
-    "not_checked": "the pins could not be checked",
-    "tls_refused": "TLS certificate validation failed",
-    "pinset_expired": "the pinset expired",
-    "internal_error": "the pin check failed",
-    "not_pinned": "a host outside the pinset (install())",
-    "install_failed": "install() failed: every connection refused",
-    "update_refused": "a signed pinset update was refused",
-}
-
 _PIN = re.compile(r"(sha256|cert-sha256)/[A-Za-z0-9+/]{43}=\Z")
 _HOST = re.compile(r"[A-Za-z0-9._:-]{1,253}\Z")  # a name the device accepted, or an IP literal
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z\Z")

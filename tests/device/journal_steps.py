@@ -18,7 +18,9 @@
 #                                             verify callback does), the clock moved on by step ms
 #                                             after each; rotate: a different leaf key each time
 #                                             (the last byte of the key changed)
-#   {"op": "install_unpinned", "host": h}     MicroPython: certpin.install(), then a TLS client for h
+#   {"op": "install_unpinned", "host": h, "port": p, "others": o, "cadata": [DER paths]}
+#                                             MicroPython: certpin.install(), then a TLS client for h
+#                                             (connected to 127.0.0.1:p when given)
 #   {"op": "update", "hex": bundle bytes}     certpin.update(bundle, path)
 #   {"op": "fetch", "url": u, "timeout": s}   certpin.fetch_update(u, path, s)
 #   {"op": "reports", "clear": bool}          certpin.reports(clear, path)
@@ -262,13 +264,17 @@ def step(s):
     if op == "install_unpinned":  # MicroPython: install(), then a TLS client for a host outside the pinset
         import socket
 
-        certpin.install(certpin.load(path()))
+        ca = [open(p, "rb").read() for p in s.get("cadata") or ()] or None
+        certpin.install(certpin.load(path()), ca, s.get("others", "refuse"))
         import tls  # after install(): its stand-in
 
+        raw = socket.socket()
         try:
-            raw = socket.socket()
-            tls.SSLContext(tls.PROTOCOL_TLS_CLIENT).wrap_socket(raw, server_hostname=s["host"])
+            if s.get("port"):
+                raw.connect(socket.getaddrinfo("127.0.0.1", s["port"])[0][-1])
+            tls.SSLContext(tls.PROTOCOL_TLS_CLIENT).wrap_socket(raw, server_hostname=s["host"]).close()
         finally:
+            raw.close()
             certpin.uninstall()
         return {"ok": True}
     if op == "update":
