@@ -35,7 +35,7 @@ test: $(STAMP)  ## run the whole test suite (CPython and the MicroPython unix po
 	@if [ -d ../shared/runtimes ]; then .ci/apt-install libc6-i386 "the tests on the 32-bit MicroPython build in ../shared/runtimes"; fi
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## speed and memory figures of the device library on the unix port
+bench: $(STAMP)  ## speed and memory figures of the device library on the unix port (and the 32-bit build of ../shared/runtimes), the failure journal's cost and wear
 	$(PY) bench/run.py
 
 bench-frozen: $(STAMP)  ## what freezing the library into firmware saves (builds the unix port: a few minutes)

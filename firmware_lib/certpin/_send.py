@@ -196,7 +196,10 @@ def send(url, timeout, path):
     if url is None and top is None and not [1 for h in d["hosts"].values() if "report" in h]:
         raise Error("no url given, and the pinset at %s has no report.url" % path)
     dev = device(path)
-    end = ticks_ms() + int(timeout * 1000)
+    try:
+        end = ticks_ms() + int(timeout * 1000)
+    except (TypeError, ValueError):
+        raise Error("timeout: expected a number of seconds, not %r" % (timeout,))
     sent = {}
     failed = []
     for u in groups:
