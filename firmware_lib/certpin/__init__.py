@@ -542,7 +542,7 @@ def __getattr__(name):
     elif name == "fetch_update":
         m = "_fetch"
     elif name == "connect":
-        m = "_connect"
+        m = "_" + name  # "_connect", made here: a literal would be interned when certpin is imported
     elif name in ("reports", "send_reports"):
         m = "_journal"
     else:

@@ -254,13 +254,13 @@ def _validate(d):
             _report(e["report"], "%s.%s" % (f, "report"), False)
         pins = e.get("pins")
         if not isinstance(pins, list) or not 0 < len(pins) < 256:
-            _fail(f + ".pins", "expected a list of 1 to 255 pins")
+            _fail("%s.%s" % (f, "pins"), "expected a list of 1 to 255 pins")  # "%s.%s": one interned string for every field
         if _flag(e, "subdomains", f) and _ip(name):
-            _fail(f + ".subdomains", "an IP literal has no subdomains")
+            _fail("%s.%s" % (f, "subdomains"), "an IP literal has no subdomains")
         _flag(e, "report_only", f)
         v = e.get("ports", [443])  # the ports `certpin verify` checks; the device only validates them
         if not isinstance(v, list) or not 0 < len(v) < 17 or [p for p in v if type(p) is not int or not 0 < p < 65536 or v.count(p) > 1]:
-            _fail(f + ".ports", "expected a list of 1 to 16 distinct port numbers from 1 to 65535, found %r", v)
+            _fail("%s.%s" % (f, "ports"), "expected a list of 1 to 16 distinct port numbers from 1 to 65535, found %r", v)
         size += 4 + 33 * len(pins)
     # Second pass: pins, into the compact form (sized exactly, no growth).
     b = bytearray(2 * len(names) + size)
