@@ -465,3 +465,22 @@ def test_a_deferred_handshake_refusal_is_journaled(runtime, serve, pki, tmp_path
     refused(out[1])
     (rec,) = out[2]["reports"]
     assert rec["reason"] == "pin_mismatch" and rec["presented"] == [pki.rogue_leaf.pin]
+
+
+def test_a_line_that_parses_into_another_shape_is_dropped_not_fatal(runtime, serve, pki, tmp_path):
+    # MicroPython's json is lax: a damaged line can parse. A record whose fields
+    # have the wrong types must not break the journal's writes for good.
+    rogue = serve(pki.rogue_leaf)
+    bad = {"reason": "pin_mismatch", "host": 7, "port": "x", "enforced": True, "presented": [1, {}],
+           "pins": [None], "serial": 1, "version": "0.1.0", "count": 2, "first": "a", "last": "b"}
+    out, d = run(runtime, tmp_path, [
+        write(pinset(pki)), write(json.dumps(bad) + "\n", "certpin.journal"),
+        {"op": "fetch", "url": "http://127.0.0.1:1:x/b.jws", "timeout": 2},
+        {"op": "conn", "port": rogue.port}, {"op": "reports"},
+    ])
+    assert out[2]["reason"] == "fetch"
+    refused(out[3])
+    recs = out[4]["reports"]
+    assert sorted(r["reason"] for r in recs) == ["pin_mismatch", "update_refused"], recs
+    assert [r["port"] for r in recs if r["reason"] == "update_refused"] == [None]
+    assert len(journal(d)) == 2

@@ -108,10 +108,12 @@ def update(path, e, url):
     try:
         ps = None
         try:
-            from certpin._load import parse, read
+            from certpin._load import floor_path, parse, read, read_floor
 
             d, ps = parse(read(path))
-            ps._fp = path
+            f = read_floor(floor_path(path))
+            if f and (ps.floor is None or f > ps.floor):
+                ps.floor = f  # (the clock counts as set only from the floor on)
             if url is None:
                 url = (d.get("update") or {}).get("url")
         except Exception:  # an unreadable pinset: the record still says what was refused
@@ -125,7 +127,11 @@ def update(path, e, url):
             k = hp.rfind(":")
             host, port = hp, 443 if url[:5] == "https" else 80
             if k > 0 and "]" not in hp[k:]:
-                host, port = hp[:k], int(hp[k + 1 :])
+                host = hp[:k]
+                try:
+                    port = int(hp[k + 1 :])
+                except ValueError:  # the URL itself was refused (rule "fetch"): its port is not one
+                    port = None
             if ps:
                 from certpin._report import pins as _pins
 
@@ -231,14 +237,21 @@ def read(p):
 
 
 def _good(r):
-    # The shape a record must have for the journal to keep it.
+    # The shape a record must have for the journal to keep it (MicroPython's
+    # json is lax: a damaged line can parse into something else).
     if type(r) is not dict or type(r.get("count")) is not int or r["count"] < 1:
         return False
     for f in ("reason", "first", "last", "version"):
         if type(r.get(f)) is not str:
             return False
+    for f in ("host", "rule", "url"):
+        if r.get(f) is not None and type(r[f]) is not str:
+            return False
+    if r.get("port") is not None and type(r["port"]) is not int:
+        return False
     for f in ("presented", "pins"):
-        if type(r.get(f)) is not list:
+        v = r.get(f)
+        if type(v) is not list or [1 for x in v if x is not None and type(x) is not str]:
             return False
     return True
 
