@@ -35,7 +35,7 @@ test: $(STAMP)  ## run the whole test suite (CPython and the MicroPython unix po
 	@if [ -d ../shared/runtimes ]; then .ci/apt-install libc6-i386 "the tests on the 32-bit MicroPython build in ../shared/runtimes"; fi
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## speed and memory figures of the device library on the unix port
+bench: $(STAMP)  ## speed and memory figures of the device library on the unix port (and the 32-bit build of ../shared/runtimes), the failure journal's cost and wear
 	$(PY) bench/run.py
 
 bench-frozen: $(STAMP)  ## what freezing the library into firmware saves (builds the unix port: a few minutes)
@@ -50,7 +50,7 @@ fuzz: $(STAMP)  ## long fuzz runs (CI runs a shortened form inside `make test`)
 soak: $(STAMP)  ## 1,000 pinned handshakes in one unix-port process, heap drift
 	CERTPIN_SOAK_COUNT=1000 $(PY) -m pytest -q tests -k soak
 
-demo: $(STAMP)  ## the whole job on a virtual board: pins, backup key, pinset, verify, flash, genuine vs attacker, a signed update, attacker bundles
+demo: $(STAMP)  ## the whole job on a virtual board: pins, backup key, pinset, verify, flash, genuine vs attacker, a signed update, attacker bundles, failure reports (interception vs rotation)
 	$(PY) boards/UNIX/demo.py
 
 flash: $(STAMP)  ## flash PINSET, the library and the board's boot.py/main.py onto a real board: make flash BOARD=ESP32_GENERIC PORT=/dev/ttyUSB0 PINSET=pins.json

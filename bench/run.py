@@ -11,11 +11,19 @@ source names certpin/<module>.py) and each part runs on the unix port:
   bench/device_bench.py  per-call figures: spki_sha256 and check heap and
                          time, RAM per pin, signed updates, certpin.install()
   bench/p256_bench.py    ES256 verification: time, peak heap, RAM
+  bench/journal_bench.py the failure journal: heap and time of recording a
+                         failure, flash writes in an hour of one refused
+                         attempt a second (simulated clock, LittleFS in RAM)
 
-Each figure is printed next to its target. `bench/run.py app` and
-`bench/run.py p256` run one part. What freezing saves: bench/frozen.py
-(`make bench-frozen`). The unix port is 64-bit: objects and GC blocks are
-twice a board's size.
+Each figure is printed next to its target. `bench/run.py app`, `... p256`
+and `... journal` run one part. The application figures run twice: on the
+unix port (64-bit: objects and GC blocks are twice a board's size) and on
+the 32-bit v1.28 build in ../shared/runtimes (a board's word size; skipped
+with a note when it is absent), where the RAM target applies. The library
+runs from `lib/certpin` relative to the working directory, as a board's
+`/lib/certpin`: MicroPython interns each module's file name, so a long
+temporary path would count against the library. What freezing saves:
+bench/frozen.py (`make bench-frozen`).
 """
 import base64
 import datetime
@@ -36,6 +44,11 @@ from cryptography.x509.oid import NameOID
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "firmware_lib", "certpin")
 BIN = os.path.dirname(sys.executable)
+RUNTIMES = os.environ.get("CERTPIN_RUNTIMES") or os.path.join(ROOT, "..", "shared", "runtimes")
+MP32 = os.path.join(RUNTIMES, "micropython-1.28-32", "micropython")
+# retained RAM (import + 1-host pinset + first connection) before issue 17's
+# work, measured with this bench (main at a9373c0): 32-bit 9,456 B, 64-bit 13,088 B
+BEFORE = {32: 9456, 64: 13088}
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # the test PKI and TLS servers
 
 
@@ -225,7 +238,7 @@ def app_figures(micropython, env, work, runs=15):
         with open(path, "w") as f:
             json.dump(cfg, f)
         p = subprocess.run([micropython, os.path.join(ROOT, "bench", "app_bench.py"), path], env=env,
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=600, cwd=work)
     finally:
         server.stop()
     if p.returncode:
@@ -238,10 +251,11 @@ def app_figures(micropython, env, work, runs=15):
     return r
 
 
-def app_rows(r):
+def app_rows(r, bits=64):
     return [
         ("RAM retained: import certpin + a 1-host pinset + the first pinned connection (closed)",
-         r["retained_first"], 8192, "B"),
+         r["retained_first"], 8192 if bits == 32 else None, "B"),
+        ("  before issue 17 (the failure journal), same bench", BEFORE[bits], None, "B"),
         ("  of which: import certpin / loads() the pinset / the connection",
          "%d / %d / %d" % (r["retained_import"], r["retained_loaded"] - r["retained_import"],
                            r["retained_first"] - r["retained_loaded"]), None, ""),
@@ -399,19 +413,70 @@ def device_rows(r, sizes):
     ]
 
 
+def journal_figures(micropython, env, work):
+    """Run bench/journal_bench.py: a refusal's cost with and without the journal, an hour under attack."""
+    from support.pki import PKI
+
+    pki = PKI(os.path.join(work, "pki-journal"))
+    cfg = {"leaf": pki.path("rogue.0.der"),
+           "pinset_text": json.dumps({"format": 1, "serial": 1, "expires": "2099-12-31",
+                                      "hosts": {"localhost": {"pins": [pki.genuine.pin, pki.rotated.pin]}}})}
+    path = os.path.join(work, "journal.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    p = subprocess.run([micropython, os.path.join(ROOT, "bench", "journal_bench.py"), path], env=env,
+                       capture_output=True, text=True, timeout=900, cwd=work)
+    if p.returncode:
+        sys.exit("bench failed:\n" + p.stdout + p.stderr)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def journal_rows(r):
+    s, t = r["hour_same"], r["hour_rotate"]
+    return [
+        ("heap one refusal allocates (gc off): no journal / first failure / a repeat",
+         "%d / %d / %d" % (r["alloc_nojournal"], r["alloc_first"], r["alloc_repeat"]), None, "B"),
+        ("  recording the first failure (journal write, RAM state)", r["alloc_first"] - r["alloc_nojournal"], None, "B"),
+        ("  recording a repeat (counted in RAM)", r["alloc_repeat"] - r["alloc_nojournal"], None, "B"),
+        ("time of one refusal, us: no journal / first failure / a repeat",
+         "%d / %d / %d" % (r["us_nojournal"], r["us_first"], r["us_repeat"]), None, ""),
+        ("RAM retained after the first failure / after 100 repeats (RAM state, names interned)",
+         "%d / %d" % (r["retained_first"], r["retained_repeat"]), None, "B"),
+        ("journal writes in an hour, one refused attempt a second, the same key", s["journal_writes"], 7, ""),
+        ("  LittleFS blocks erased (4 KiB) / program operations in that hour",
+         "%d / %d" % (s["erases"], s["programs"]), None, ""),
+        ("journal writes in an hour, a new key every attempt", t["journal_writes"], 20, ""),
+        ("  LittleFS blocks erased / program operations in that hour; the journal's size after it",
+         "%d / %d; %d B" % (t["erases"], t["programs"], r["journal_bytes"]), None, ""),
+    ]
+
+
 def main():
     micropython = os.environ.get("MICROPYTHON") or os.path.join(BIN, "micropython")
     work = tempfile.mkdtemp(prefix="certpin-bench-")
     pkg, sizes = compile_library(work)
-    env = dict(os.environ, MICROPYPATH=os.path.join(work, "lib") + ":.frozen")
+    os.chdir(work)  # every run's working directory: the library is in lib/certpin, as a board's /lib/certpin
+    env = dict(os.environ, MICROPYPATH="lib:.frozen")
     ver = subprocess.run([micropython, "-c", "import sys; print(sys.version)"], capture_output=True, text=True).stdout.strip()
     print("certpin bench on MicroPython", ver)
     part = sys.argv[1] if len(sys.argv) > 1 else None
-    if part not in (None, "app", "p256"):
-        sys.exit("usage: bench/run.py [app|p256]")
+    if part not in (None, "app", "p256", "journal"):
+        sys.exit("usage: bench/run.py [app|p256|journal]")
+    mp32 = MP32 if os.path.exists(MP32) and subprocess.run([MP32, "-c", "1"], capture_output=True).returncode == 0 else None
     over = 0
     if part in (None, "app"):
-        over += report("what an application pays (bench/app_bench.py)", app_rows(app_figures(micropython, env, work)))
+        over += report("what an application pays (bench/app_bench.py), unix port 64-bit",
+                       app_rows(app_figures(micropython, env, work)))
+        if mp32:
+            over += report("what an application pays, 32-bit v1.28 build (../shared/runtimes: a board's word size)",
+                           app_rows(app_figures(mp32, env, work), 32))
+        else:
+            print("(the 32-bit build %s is absent or does not run here (libc6-i386): its figures are skipped)" % MP32)
+    if part in (None, "journal"):
+        over += report("the failure journal (bench/journal_bench.py), unix port 64-bit",
+                       journal_rows(journal_figures(micropython, env, work)))
+        if mp32:
+            over += report("the failure journal, 32-bit v1.28 build", journal_rows(journal_figures(mp32, env, work)))
     if part is None:
         over += report("per call (bench/device_bench.py)", device_rows(device_figures(micropython, env, work), sizes))
     if part in (None, "p256"):

@@ -36,10 +36,29 @@ def test_demo_passes_and_cleans_up():
     assert '"GET /fleet/certpin.jws HTTP/1.0" 200' in update
 
     # every attacker bundle refused with its reason, the board's pinset unchanged
-    attacks = out[out.index("== 13."):]
+    attacks = out[out.index("== 13."):out.index("== 14.")]
     reasons = re.findall(r"UPDATE REFUSED, reason (\w+)", attacks)
     assert reasons == ["not_jws", "unknown_key", "rollback", "bad_signature"], attacks
     assert attacks.count("board pinset serial 2") == 4 and "UPDATE INSTALLED" not in attacks
+
+    # the fleet's reports: certpin status shows what the board refused so far (the attacker of
+    # step 9, the key of step 12, the attacker bundles of step 13)
+    status = out[out.index("== 14."):out.index("== 15.")]
+    assert "$ certpin status --port" in status and "pinset /certpin.json: serial 2" in status
+    assert "update_refused (bad_signature)" in status and "pin_mismatch" in status
+    # an interception on the path, refused, reported over HTTP
+    intercepted = out[out.index("== 15."):out.index("== 16.")]
+    assert "REFUSED localhost:" in intercepted
+    assert "REPORTS DELIVERED over HTTP: 1 record(s)" in intercepted
+    # a rotation without a pin update, refused, reported over the application's MQTT connection
+    rotated = out[out.index("== 16."):out.index("== 17.")]
+    assert "REFUSED localhost:" in rotated
+    assert ("REPORTS PUBLISHED over MQTT: 1 record(s)" in rotated and "the collector received on fleet/reports" in rotated) \
+        or "MQTT skipped" in rotated, rotated
+    # certpin reports --live tells them apart
+    live = out[out.index("== 17."):]
+    assert "2 record(s) from 1 device(s)" in live
+    assert live.count("interception suspected") == 1 and live.count("a rotation without a pin update; ship a pin") == 1
 
     work = re.search(r"working in (\S+)", out).group(1)
     assert not os.path.exists(work)

@@ -186,7 +186,11 @@ def test_two_of_three_installs_and_the_identical_bundle_is_a_no_op(runtime, tmp_
     assert out[2] == NEW.decode()  # the exact signed bytes
     assert out[4]["ok"] and out[4]["serial"] == 6, out[4]  # no-op: the installed pinset
     assert out[5]["serial"] == 6
-    assert sorted(os.listdir(d)) == ["certpin.floor", "certpin.json"]  # no .tmp, no .bak left
+    # no .tmp, no .bak left; the journal holds the refused fetch (the pinset has no update.url)
+    assert out[3]["reason"] == "fetch", out[3]
+    assert sorted(os.listdir(d)) == ["certpin.floor", "certpin.journal", "certpin.json"]
+    (rec,) = [json.loads(line) for line in (d / "certpin.journal").read_text().splitlines()]
+    assert rec["reason"] == "update_refused" and rec["rule"] == "fetch" and rec["count"] == 1, rec
 
 
 def test_signing_key_rotation_across_two_updates(runtime, tmp_path):

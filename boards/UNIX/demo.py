@@ -25,6 +25,18 @@ A signed pinset update in the field (docs/updates.md, docs/signing.md):
  13. attacker bundles offered to the board (unsigned, signed by an unknown key,
      a replay of the older bundle, a tampered payload): each refused with its
      reason, the board's pinset unchanged.
+The fleet's reports (docs/reports.md), fleet_reports() below:
+ 14. `certpin status`: the board's pinset and its failure journal (what it
+     refused so far), which the operator then collects;
+ 15. an interception: the network path to localhost leads to an attacker (a
+     relay on 127.0.0.1); the board refuses it, and sends its report to a
+     collector over HTTP (certpin.send_reports());
+ 16. a rotation without a pin update: the genuine server moves to a key the
+     board does not pin; the board refuses it, and the application sends the
+     report through its own pinned MQTT connection (umqtt.simple, certpin.
+     install(), a real mosquitto broker: skipped with a note without one);
+ 17. `certpin reports --live` on what the collector received: it asks the
+     server which key it presents now and tells the two stories apart.
 
 Everything it starts (servers, the vboard, the board's example) and every file
 it writes (a temporary directory) is gone when it ends, also on Ctrl-C. Exit
@@ -38,6 +50,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -49,6 +62,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # the test PKI and TLS servers
 
+from support.collector import Collector  # noqa: E402
 from support.pki import PKI  # noqa: E402
 from support.servers import TLSServer  # noqa: E402
 
@@ -268,9 +282,204 @@ def write(path, text):
         f.write(text)
 
 
+class Relay:
+    """The network path to a port on 127.0.0.1: each connection is forwarded to
+    127.0.0.1:target, which the demo changes (an on-path attacker, then the real
+    server again). A device cannot tell: only the pin check can."""
+
+    def __init__(self, target):
+        self.target = target
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                a, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                b = socket.create_connection(("127.0.0.1", self.target), timeout=10)
+            except OSError:
+                a.close()
+                continue
+            self.conns += [a, b]
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self._pump, args=(x, y), daemon=True).start()
+
+    @staticmethod
+    def _pump(x, y):
+        try:
+            while True:
+                data = x.recv(65536)
+                if not data:
+                    break
+                y.sendall(data)
+        except OSError:
+            pass
+        for s in (x, y):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+# Run on the board: what an application does with its failure journal.
+SEND_HTTP = """\
+import certpin
+certpin.device_id = "vboard-1"  # the records carry it (a board's machine.unique_id() by default)
+n = certpin.send_reports(%r, timeout=10)  # or the pinset's report.url, without an argument
+print("REPORTS DELIVERED over HTTP: %%d record(s)" %% n)
+"""
+
+SEND_MQTT = """\
+# The application's own MQTT connection (umqtt.simple 1.3.4 from PyPI), pinned by
+# install() as boot.py does it: the reports go where its telemetry goes.
+import json
+import certpin
+certpin.install()
+certpin.device_id = "vboard-1"
+from umqtt.simple import MQTTClient
+c = MQTTClient("certpin-device", "localhost", port=%d, ssl=True, ssl_params={"server_hostname": "localhost"})
+c.connect()
+recs = certpin.reports(clear=True)  # handed over: the journal is emptied
+c.publish(b"fleet/reports", json.dumps(recs), qos=1)  # qos=1: the broker acknowledges it
+c.disconnect()
+certpin.uninstall()
+print("REPORTS PUBLISHED over MQTT: %%d record(s)" %% len(recs))
+"""
+
+COLLECT = """\
+import certpin
+print("COLLECTED %d earlier record(s)" % len(certpin.reports(clear=True)))
+"""
+
+
+def fleet_reports(work, pki, port, genuine, attacker, backup1, cleanup):
+    """Steps 14-17: the failure journal, reports over HTTP and MQTT, and `certpin reports --live`."""
+    say("14. what the board holds and what it refused so far: certpin status")
+    run(CERTPIN + ["status", "--port", port], work, expect=1)
+    collect = os.path.join(work, "collect.py")
+    write(collect, COLLECT)
+    run(MPREMOTE + ["connect", port, "resume", "run", collect], work, what="collecting the earlier records")
+    note("(the operator took those over USB; what follows reaches the fleet's collector)")
+
+    reports = os.path.join(work, "reports.jsonl")
+    collector = Collector("ok", log=reports).start()
+    cleanup.append(collector.stop)
+    relay = Relay(attacker.port)
+    cleanup.append(relay.stop)
+    print("  report collector  %s  (appends every POST body to reports.jsonl)" % collector.url())
+    print("  localhost:%d      the network path the board uses to reach its server" % relay.port)
+
+    say("15. an interception: the path to localhost now leads to the attacker (rogue CA); the board refuses it")
+    out = board_example(port, work, {"host": "localhost", "port": relay.port, "attempts": 1}, "intercepted")
+    if "REFUSED" not in out:
+        raise StepFailed("the board did not refuse the attacker on its path")
+    send = os.path.join(work, "send-http.py")
+    write(send, SEND_HTTP % collector.url())
+    print("  send-http.py, run on the board:")
+    note("  " + SEND_HTTP.rstrip().replace("\n", "\n  ") % collector.url())
+    out = run(MPREMOTE + ["connect", port, "resume", "run", send], work, what="send_reports").stdout
+    if "REPORTS DELIVERED over HTTP: 1 record(s)" not in out:
+        raise StepFailed("the board did not deliver its report over HTTP")
+    print("  the collector received:")
+    note("  " + read(reports).rstrip().replace("\n", "\n  "))
+
+    say("16. a key rotation without a pin update: the path is clean again, but the genuine server moved to a "
+        "new key nobody pinned")
+    relay.target = genuine.port
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    leaf = pki.issue_for_key("new-key", key)
+    serve_leaf(genuine, leaf, pki.dir)
+    print("  the server's admin made a new key and got it certified by the genuine CA (%s), and told nobody "
+          "who ships pins" % leaf.pin)
+    out = board_example(port, work, {"host": "localhost", "port": relay.port, "attempts": 1}, "rotated")
+    if "REFUSED" not in out:
+        raise StepFailed("the board did not refuse the server's unpinned new key")
+    if not mqtt_delivery(work, pki, port, backup1, reports, cleanup):
+        write(send, SEND_HTTP % collector.url())
+        out = run(MPREMOTE + ["connect", port, "resume", "run", send], work, what="send_reports").stdout
+        if "REPORTS DELIVERED over HTTP: 1 record(s)" not in out:
+            raise StepFailed("the board did not deliver its report over HTTP")
+
+    say("17. the operator: what do the reports say, and what do the servers present now?")
+    p = run(CERTPIN + ["reports", reports, "--live"], work, expect=3, what="certpin reports --live")
+    if "interception suspected" not in p.stdout or "a rotation without a pin update; ship a pin" not in p.stdout:
+        raise StepFailed("certpin reports --live did not tell the interception from the rotation")
+    note("exit status 3: an interception is suspected (1 would mean only failures to act on, such as the rotation)")
+
+
+def mqtt_delivery(work, pki, port, backup1, reports, cleanup):
+    """Publish the board's reports through a pinned MQTT connection to a real
+    mosquitto; False (with the reason said) when the broker or the client is missing."""
+    from support.mqtt import Mosquitto, Subscriber, fetch_umqtt, mosquitto_binary
+
+    broker_bin = mosquitto_binary()
+    if not broker_bin:
+        note("(MQTT skipped: Debian's mosquitto broker is not installed (apt-get install mosquitto); "
+             "the report goes over HTTP instead)")
+        return False
+    cache = os.path.join(ROOT, ".venv", "certpin-test-cache")
+    try:
+        umqtt = fetch_umqtt(cache if os.path.isdir(os.path.dirname(cache)) else os.path.join(work, "cache"))
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        note("(MQTT skipped: umqtt.simple could not be fetched from the package index: %s; "
+             "the report goes over HTTP instead)" % str(e).splitlines()[0])
+        return False
+    # The broker presents a certificate for localhost whose key the board pins (backup-1).
+    chain, key = pki.issue_for_key("broker", read(backup1, "rb")).write(pki.dir)
+    broker = Mosquitto(broker_bin, chain, key, work, name="broker").start()
+    cleanup.append(broker.stop)
+    got = []
+    received = threading.Event()
+
+    def on_message(topic, payload):
+        with open(reports, "ab") as f:
+            f.write(payload.replace(b"\n", b" ") + b"\n")
+        got.append(payload)
+        received.set()
+
+    sub = Subscriber(broker.port, "fleet/reports", on_message).start()
+    cleanup.append(sub.stop)
+    print("  MQTT broker  mosquitto on 127.0.0.1:%d (TLS, a certificate for backup-1.pem, a key the board pins); "
+          "the collector subscribes to fleet/reports" % broker.port)
+    run(MPREMOTE + ["connect", port, "resume", "fs", "mkdir", ":/lib/umqtt", "+", "fs", "cp",
+                    os.path.join(umqtt, "umqtt", "simple.py"), ":/lib/umqtt/simple.py"], work, what="copying umqtt.simple")
+    send = os.path.join(work, "send-mqtt.py")
+    write(send, SEND_MQTT % broker.port)
+    print("  send-mqtt.py, run on the board:")
+    note("  " + (SEND_MQTT % broker.port).rstrip().replace("\n", "\n  "))
+    out = run(MPREMOTE + ["connect", port, "resume", "run", send], work, what="publishing over MQTT").stdout
+    if "REPORTS PUBLISHED over MQTT: 1 record(s)" not in out:
+        raise StepFailed("the board did not publish its report over MQTT")
+    if not received.wait(15):
+        raise StepFailed("the collector did not receive the board's MQTT message")
+    print("  the collector received on fleet/reports:")
+    note("  " + got[0].decode(errors="replace"))
+    return True
+
+
 def main():
     work = tempfile.mkdtemp(prefix="certpin-demo-")
     servers, vboard, running, updates = [], None, None, None
+    cleanup = []  # what fleet_reports() starts: stopped at the end whatever happens
     signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         print("working in %s (removed at the end)" % work)
@@ -432,9 +641,13 @@ def main():
             if "board pinset serial 2" not in out:
                 raise StepFailed("the board's pinset changed: %s" % out.strip().splitlines()[-1])
 
+        run(["cp", bundle2, published], work)  # the update server holds the fleet's release again
+        fleet_reports(work, pki, port, genuine, attacker, backup1, cleanup)
+
         print("\n%sdemo passed%s: the board accepted the genuine backend and refused the attacker before sending "
               "it a byte; when the server's key changed it fetched, verified and installed the signed pinset and "
-              "reconnected; it refused every attacker bundle and kept its pinset." % (GREEN + BOLD, RESET))
+              "reconnected; it refused every attacker bundle and kept its pinset; it recorded an interception and a "
+              "key rotation, reported both, and the operator told them apart." % (GREEN + BOLD, RESET))
         return 0
     except StepFailed as e:
         print("\n%sdemo FAILED: %s%s" % (RED + BOLD, e, RESET), file=sys.stderr)
@@ -443,6 +656,8 @@ def main():
         print("\ndemo interrupted", file=sys.stderr)
         return 130
     finally:
+        for stop in reversed(cleanup):
+            stop()
         if running:
             running.stop()
         if vboard:

@@ -15,6 +15,8 @@
 #   fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None)
 #                                        -> (Pinset, changed): signed pinset
 #                                        updates (docs/updates.md)
+#   reports(clear=False, path=...), send_reports(url=None, timeout=10, path=...)
+#                                        the failure journal (docs/reports.md)
 #
 # Every refusal is a certpin.Error: PinError (the peer did not match, or its
 # pins could not be checked), PinsetError (the pinset is unusable) or
@@ -22,9 +24,10 @@
 #
 # RAM is what a device has least of, and it shares its heap with mbedTLS: this
 # module holds only what every connection needs (the DER walk, the loaded
-# Pinset, matching); the rest is resolved on use by __getattr__ below, and
-# the modules that run rarely (_load: validation, _report/_refuse: failures,
-# _update/_fetch/_floor/_p256: updates, _patch: install()'s work) are
+# Pinset, matching, the pinned SSLContext); the rest is resolved on use by
+# __getattr__ below, and the modules that run rarely (_load: validation,
+# _report/_refuse/_journal: failures, _connect: connect(), _update/_fetch/
+# _floor/_p256: updates, _patch: install()'s work, _send: send_reports()) are
 # dropped again after each call on a device. Measured: `make bench`.
 __version__ = "0.1.0"
 
@@ -72,10 +75,17 @@ class PinsetError(Error):
 # Out-of-range reads are caught as IndexError; the walk allocates nothing.
 
 
+def _bad(m, *a):
+    # Refuse a certificate, the message formatted here: this runs inside the
+    # verify callback, where loading a module of texts would allocate
+    # kilobytes (a refusal allocates its message and nothing else).
+    raise Error("bad certificate: " + (m % a if a else m))
+
+
 def _skip(b, i, t):
     # The end of the DER element at b[i], whose tag must be t.
     if b[i] != t:
-        raise Error("bad certificate: expected tag 0x%02x at offset %d, found 0x%02x" % (t, i, b[i]))
+        _bad("expected tag 0x%02x at offset %d, found 0x%02x", t, i, b[i])
     c = b[i + 1]
     if c < 0x80:
         return i + 2 + c
@@ -86,10 +96,7 @@ def _skip(b, i, t):
         n = b[i + 2] << 8 | b[i + 3]
         if n > 0xFF:
             return i + 4 + n
-    raise Error(
-        "bad certificate: %s length at offset %d"
-        % ("indefinite" if c == 0x80 else "over-long" if c > 0x82 else "non-minimal", i)
-    )
+    _bad("%s length at offset %d", "indefinite" if c == 0x80 else "over-long" if c > 0x82 else "non-minimal", i)
 
 
 def _tbs(b):
@@ -99,7 +106,7 @@ def _tbs(b):
     i += 2 if b[i + 1] < 0x80 else b[i + 1] - 0x7E
     if b[i] == 0xA0:  # [0] EXPLICIT version: exactly A0 03 02 01 0v, v1..v3
         if b[i + 1] != 3 or b[i + 2] != 2 or b[i + 3] != 1 or b[i + 4] > 2:
-            raise Error("bad certificate: bad version at offset %d" % i)
+            _bad("bad version at offset %d", i)
         i += 5
     return i
 
@@ -116,14 +123,14 @@ def spki_sha256(b, whole=False):
         n = len(b)
         e = _skip(b, 0, 0x30)  # Certificate, exactly the whole buffer
         if e != n:
-            raise Error("bad certificate: " + ("data after the certificate" if e < n else "truncated"))
+            _bad("data after the certificate" if e < n else "truncated")
         i = 2 if b[1] < 0x80 else b[1] - 0x7E
         t = _skip(b, i, 0x30)  # TBSCertificate
         # serialNumber, signature, issuer, validity, subject, then the SPKI
         i = _skip(b, _skip(b, _skip(b, _skip(b, _skip(b, _tbs(b), 2), 0x30), 0x30), 0x30), 0x30)
         e = _skip(b, i, 0x30)
         if e > t or t > n:
-            raise Error("bad certificate: an element overruns TBSCertificate")
+            _bad("an element overruns TBSCertificate")
         # The SPKI is exactly {AlgorithmIdentifier, BIT STRING}; after it come
         # only issuerUniqueID [1], subjectUniqueID [2], extensions [3], in that
         # order, up to t; after TBSCertificate exactly signatureAlgorithm and
@@ -131,7 +138,7 @@ def spki_sha256(b, whole=False):
         # here too, not hashed.
         j = _skip(b, _skip(b, i + (2 if b[i + 1] < 0x80 else b[i + 1] - 0x7E), 0x30), 3)
         if j != e:
-            raise Error("bad certificate: data after the public key at offset %d" % j)
+            _bad("data after the public key at offset %d", j)
         if j < t and b[j] == 0x81:
             j = _skip(b, j, 0x81)
         if j < t and b[j] == 0x82:
@@ -139,15 +146,15 @@ def spki_sha256(b, whole=False):
         if j < t:
             j = _skip(b, j, 0xA3)
         if j != t:
-            raise Error("bad certificate: data after the extensions at offset %d" % t)
+            _bad("data after the extensions at offset %d", t)
         j = _skip(b, _skip(b, t, 0x30), 3)
         if j != n:
-            raise Error("bad certificate: data after the signature at offset %d" % j)
+            _bad("data after the signature at offset %d", j)
         if whole:
             return hashlib.sha256(b).digest()
         return hashlib.sha256((b if isinstance(b, memoryview) else memoryview(b))[i:e]).digest()
     except IndexError:
-        raise Error("bad certificate: truncated")
+        _bad("truncated")
     except TypeError:  # checked here, not up front: the hot path stays short
         raise Error("certificate must be DER bytes, bytearray or memoryview, not %s" % type(b).__name__)
 
@@ -187,7 +194,7 @@ def not_before(b):
 #   _n  tuple  the host names, sorted (a tuple costs less than a dict's table)
 #   _b  bytes  [record offset: 2] per host, then per host a record:
 #              [flags][n][text offset: 2], n x [kind][digest: 32]
-#   _t  str    every pin's text back to back (Pinset._text())
+#   _t  str    every pin's text back to back (certpin._report.text())
 
 
 class Pinset:
@@ -206,17 +213,6 @@ class Pinset:
     def hosts(self):
         return list(self._n)
 
-    def _text(self, r, j):
-        # The text of pin j of record r (a slice of _t).
-        b = self._b
-        k = b[r + 2] << 8 | b[r + 3]
-        o = r + 4
-        while j:
-            k += 51 if b[o] == 1 else 56  # len("sha256/") or len("cert-sha256/"), + 44
-            o += 33
-            j -= 1
-        return self._t[k : k + (51 if b[o] == 1 else 56)]
-
     def pins(self, host):
         """The pins of the entry covering ``host`` ([] when none does, or it is no host name)."""
         return _use("_report", "pins", self, host)
@@ -228,7 +224,7 @@ class Pinset:
         # match exactly. A name the resolver or the TLS stack would read
         # differently (a NUL cuts it short in C) is a PinError, not a lookup.
         if not _usable(host):
-            raise PinError(_use("_report", "bad_name", host))
+            raise PinError(_use("_report", "text", 1, host))  # not a usable host name: why
         a = self._n
         b = self._b
         h = host  # as given first: the common case allocates nothing
@@ -295,23 +291,34 @@ def _ip(name):
     return ":" in name or d != "" and not d.strip("0123456789")
 
 
-def _use(name, fn, *args, **kw):
-    # certpin.<name>.<fn>(*args, **kw), the module imported for this one call.
+def _use(name, f, *args, **kw):
+    # certpin.<name>.<f>(*args, **kw), the module imported for this one call.
     # On a device it is dropped again afterwards, with every other such module
-    # it imported (the tuple below): validation runs once at boot, failure text only when
+    # it imported (_drop()): validation runs once at boot, failure text only when
     # something is refused, updates rarely, so none of them stays resident in
     # a heap that the TLS stack shares.
     m = "certpin." + name
     __import__(m)
     try:
-        return getattr(sys.modules[m], fn)(*args, **kw)
+        return getattr(sys.modules[m], f)(*args, **kw)
     finally:
         if sys.implementation.name == "micropython":
-            g = globals()  # an import also binds the submodule here
-            for n in ("_load", "_report", "_refuse", "_installmsg", "_patch", "_update", "_fetch", "_p256", "_floor"):
-                sys.modules.pop("certpin." + n, None)
-                if n in g:
-                    del g[n]
+            _drop()
+
+
+def _drop():
+    # Every certpin submodule but those that stay once used: check() and
+    # install() are cached, Deferred and _old's wrap_socket are held by the
+    # connections they make. (A function of its own: written inside _use's
+    # finally clause, this loop saw its variable come out an int on
+    # MicroPython 1.20-1.23 builds, measured; as a function it does not.)
+    g = globals()  # an import also binds the submodule here
+    for m in list(sys.modules):
+        n = m[8:]
+        if m[:8] == "certpin." and n[:1] == "_" and n not in ("_check", "_install", "_deferred", "_old"):
+            del sys.modules[m]
+            if n in g:
+                del g[n]
 
 
 def match(ps, r, der, d):
@@ -337,10 +344,11 @@ def match(ps, r, der, d):
 
 # ---- Pinned TLS (MicroPython) ----
 # Conn is the pin check of one connection (shared with the CPython layer in
-# _cpy.py); SSLContext and connect() are the MicroPython layer (on CPython
-# they come from _cpy.py, see the end of this module). They live in this
-# module rather than one of their own because a module costs RAM of its own
-# (measured: 0.6 KB) and every device that pins connects.
+# _cpy.py); SSLContext is the MicroPython layer (on CPython it comes from
+# _cpy.py, see the end of this module; connect() is in _connect.py, loaded
+# per call). They live in this module rather than one of their own because a
+# module costs RAM of its own (measured: 0.6 KB) and every device that pins
+# connects.
 #
 # On MicroPython (>= 1.23) the pins are checked inside the handshake by
 # tls.SSLContext.verify_callback, hashing mbedTLS's buffer in place: a mismatch
@@ -352,17 +360,17 @@ def match(ps, r, der, d):
 
 # Rejects from the callback must be negative mbedTLS codes, and not
 # X509_CERT_VERIFY_FAILED (-0x2700): CERT_OPTIONAL forgives that one.
-_REJECT = -0x3000  # MBEDTLS_ERR_X509_FATAL_ERROR
+# -0x3000: MBEDTLS_ERR_X509_FATAL_ERROR (a literal below: a global name costs RAM).
 
 
 def _lookup(ps, host):
     # The record of host in ps, else a PinError: no name, a name the stack
     # would read differently (Pinset._find), or a host the pinset does not have.
     if not host:
-        raise PinError("server_hostname is required: pins are looked up by it")
+        raise PinError(_use("_report", "text", 2))  # no server_hostname
     r = ps._find(host)
     if r < 0:
-        raise PinError(_use("_report", "unknown", ps, host))
+        raise PinError(_use("_report", "text", 0, ps, host))  # not in the pinset
     return r
 
 
@@ -389,7 +397,7 @@ class Conn:
 
     def see(self, cert, depth):
         # One certificate of the chain the stack built, top first, leaf last:
-        # 0 lets the handshake go on, _REJECT aborts it. Without cadata only
+        # 0 lets the handshake go on, -0x3000 aborts it. Without cadata only
         # the leaf can match, so only the leaf is hashed.
         try:
             if depth == 0:
@@ -406,10 +414,10 @@ class Conn:
                     if self.seen is None:
                         self.seen = []
                     self.seen.append((depth, d))
-            return 0 if depth or self.matched >= 0 or self.report or not self.pins else _REJECT
+            return 0 if depth or self.matched >= 0 or self.report or not self.pins else -0x3000
         except Exception as e:  # MemoryError or a bug: refuse, never unwind through C
             self.error = e
-            return _REJECT
+            return -0x3000
 
     def finish(self):
         # After the handshake, before the socket reaches the caller.
@@ -437,20 +445,20 @@ class Conn:
 
 def context_args(pinset, cadata, on_failure):
     if not isinstance(pinset, Pinset):
-        raise PinsetError("expected a Pinset from certpin.load() or certpin.loads()")
+        raise PinsetError(_use("_report", "text", 3))  # not a Pinset
     if on_failure is not None and not callable(on_failure):
-        raise Error("on_failure must be callable")
+        raise Error(_use("_report", "text", 4))  # on_failure not callable
     if cadata is None:
         return pinset, None, on_failure
     cadata = list(cadata) if isinstance(cadata, (list, tuple)) else [cadata]
     for i, c in enumerate(cadata):
         if not isinstance(c, (bytes, bytearray)):
-            raise Error("cadata: expected DER certificate bytes or a list of them")
+            raise Error(_use("_report", "text", 5))  # cadata not DER bytes
         cadata[i] = bytes(c)  # MicroPython's TLS takes no bytearray (TypeError); bytes(bytes) is no copy
     return pinset, cadata or None, on_failure
 
 
-def _context(cadata, callback=None):
+def _context(cadata, cb=None):
     # A client tls.SSLContext (MicroPython >= 1.23): cadata's CA certificates
     # loaded and CERT_REQUIRED; else CERT_OPTIONAL when a callback checks the
     # pins (CERT_NONE would skip the callback; CERT_OPTIONAL runs it and
@@ -458,14 +466,14 @@ def _context(cadata, callback=None):
     # else CERT_NONE. AttributeError on firmware without SSLContext or
     # verify_callback, before any certificate is loaded (certpin/_old.py).
     c = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-    if callback:
-        c.verify_callback = callback
+    if cb:
+        c.verify_callback = cb
     for der in cadata or ():
         try:
             c.load_verify_locations(der)  # one positional argument, no keywords (1.22 differs: _old.py)
         except ValueError:
-            raise Error("cadata: a certificate this firmware cannot load (DER expected)")
-    c.verify_mode = tls.CERT_REQUIRED if cadata else tls.CERT_OPTIONAL if callback else tls.CERT_NONE
+            raise Error(_use("_report", "text", 6))  # cadata the firmware cannot load
+    c.verify_mode = tls.CERT_REQUIRED if cadata else tls.CERT_OPTIONAL if cb else tls.CERT_NONE
     return c
 
 
@@ -518,37 +526,14 @@ class SSLContext:
             raise e
 
 
-def open_socket(ctx_class, host, port, pinset, cadata, timeout):
-    import socket
-
-    from certpin import load
-
-    ctx = ctx_class(load() if pinset is None else pinset, cadata)
-    _lookup(ctx.pinset, host)  # refuse an unpinned host before any network traffic
-    ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-    s = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
-    try:
-        if timeout is not None:
-            s.settimeout(timeout)
-        s.connect(ai[-1])
-        return ctx.wrap_socket(s, server_hostname=host)
-    except BaseException:
-        s.close()
-        raise
-
-
-def connect(host, port=443, pinset=None, cadata=None, timeout=None):
-    """A connected TLS socket to host:port whose certificate matched the pinset."""
-    return open_socket(SSLContext, host, port, pinset, cadata, timeout)
-
-
 def __getattr__(name):
     # The rest of the API, resolved on use so that what a device does not use
     # costs it no RAM:
-    #   load, loads, update, fetch_update: their module is loaded for the call
-    #     and dropped again (nothing cached: a fresh function on each access);
-    #   check, install, uninstall, and on CPython SSLContext and connect:
-    #     imported once, then cached here;
+    #   load, loads, update, fetch_update, connect, reports, send_reports:
+    #     their module is loaded for the call and dropped again (nothing
+    #     cached: a fresh function on each access);
+    #   check, install, uninstall, and on CPython SSLContext: imported once,
+    #     then cached here;
     #   UpdateError: made once, on first use, and kept.
     if name == "load" or name == "loads":
         m = "_load"
@@ -556,10 +541,14 @@ def __getattr__(name):
         m = "_update"
     elif name == "fetch_update":
         m = "_fetch"
+    elif name == "connect":
+        m = "_" + name  # "_connect", made here: a literal would be interned when certpin is imported
+    elif name in ("reports", "send_reports"):
+        m = "_journal"
     else:
         if name == "check":
             v = "_check"
-        elif name == "SSLContext" or name == "connect":  # CPython's (MicroPython's are above)
+        elif name == "SSLContext":  # CPython's (MicroPython's is above)
             v = "_cpy"
         elif name == "install" or name == "uninstall":
             v = "_install"
@@ -579,4 +568,4 @@ def __getattr__(name):
 
 
 if sys.implementation.name != "micropython":  # CPython's TLS layer is _cpy.py (via __getattr__)
-    del SSLContext, connect
+    del SSLContext

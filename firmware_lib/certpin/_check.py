@@ -27,6 +27,20 @@ def check(pinset, host, chain, verified=False):
             d = None
         m = -1 if d is None else match(pinset, r, chain[i], d)
         if m >= 0:
-            return pinset._text(r, m)
+            return _pin(pinset, r, m)
         i += 1
     raise PinError(_use("_report", "mismatch", pinset, host, chain, verified))
+
+
+def _pin(ps, r, j):
+    # The text of pin j of record r (a slice of ps._t). certpin._report.pin
+    # is the same for failure messages: this module stays resident once used
+    # (a check allocates no module load), _report is dropped after each use.
+    b = ps._b
+    k = b[r + 2] << 8 | b[r + 3]
+    o = r + 4
+    while j:
+        k += 51 if b[o] == 1 else 56  # len("sha256/") or len("cert-sha256/"), + 44
+        o += 33
+        j -= 1
+    return ps._t[k : k + (51 if b[o] == 1 else 56)]

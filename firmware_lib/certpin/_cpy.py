@@ -6,7 +6,7 @@
 import ssl
 
 from certpin import Error, PinError, _use
-from certpin import Conn, context_args, open_socket
+from certpin import Conn, context_args
 
 
 class SSLContext:
@@ -180,9 +180,4 @@ class _PinnedSocket(_Checked, ssl.SSLSocket):
         return super().sendall(*a, **k)
 
 
-def connect(host, port=443, pinset=None, cadata=None, timeout=None):
-    """A connected TLS socket to host:port whose certificate matched the pinset."""
-    return open_socket(SSLContext, host, port, pinset, cadata, timeout)
-
-
-__all__ = ["SSLContext", "connect", "PinError"]
+__all__ = ["SSLContext", "PinError"]

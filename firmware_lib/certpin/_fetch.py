@@ -305,7 +305,7 @@ def _head(head, url):
 
 
 def fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None):
-    return run(_fetch, url, path, timeout, cadata)
+    return run(path, url, _fetch, url, path, timeout, cadata)
 
 
 def _fetch(url, path, timeout, cadata):

@@ -1,6 +1,7 @@
 # certpin.install()'s refusals (_install.py, _patch.py), by number: loaded only
 # when install() or a connection under it refuses something, and dropped again
 # on a device. Every refusal of install()'s goes through _install._why().
+from certpin import _use
 from certpin._report import unknown
 
 _INSTALL = (
@@ -26,6 +27,8 @@ _INSTALL = (
 
 
 def install(code, *a):
+    if code == 6 or code == 7:  # a host outside the pinset, refused: the journal records it
+        _use("_journal", "install", code, a)
     if code == 4:  # a, the exception install() failed with
         a = (a[0].args[0] if a[0].args else type(a[0]).__name__,)
     elif code == 6:  # a = (pinset, host)

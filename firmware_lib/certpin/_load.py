@@ -217,16 +217,36 @@ def _update_section(d):
     t = d.get("threshold")
     if type(t) is not int or not 0 < t <= len(keys):
         _fail("update.threshold", "expected a whole number from 1 to %d (the number of keys), found %r", len(keys), t)
-    v = d.get("url")
-    if v is not None and not (
-        isinstance(v, str) and len(v) <= 512 and v[: 7 + (v[:5] == "https")] in ("http://", "https://")
-        and not [c for c in v if c <= " " or c > "~"]
-    ):
-        _fail("update.url", "expected an http:// or https:// URL of printable ASCII, at most 512 characters, found %r", v)
+    url(d.get("url"), "update.url")
+
+
+def url(v, f):
+    # None, or an http:// or https:// URL of printable ASCII (checked on the
+    # bytes: iterating a str on MicroPython interns every character it meets).
+    try:
+        b = v.encode() if isinstance(v, str) else b""
+    except Exception:  # CPython: a lone surrogate
+        b = b""
+    if v is not None and not (0 < len(b) <= 512 and min(b) > 32 and max(b) < 127 and (b[:7] == b"http://" or b[:8] == b"https://")):
+        _fail(f, "expected an http:// or https:// URL of printable ASCII, at most 512 characters, found %r", v)
+
+
+def _report(r, f, t):
+    # "report": where certpin.send_reports() sends the journal's records
+    # (docs/reports.md); t: at the top, where it may also name the device id
+    # the records carry (a host's names only a url).
+    _obj(r, ("url", "device") if t else ("url",), f)
+    if not t and "url" not in r:
+        _fail("%s.%s" % (f, "url"), "required in a host's report section")
+    url(r.get("url"), "%s.%s" % (f, "url"))
+    v = r.get("device")
+    b = v.encode() if isinstance(v, str) else b""
+    if v is not None and not (0 < len(b) <= 64 and min(b) > 32 and max(b) < 127):
+        _fail("%s.%s" % (f, "device"), "expected 1 to 64 printable ASCII characters, found %r", v)
 
 
 def _validate(d):
-    _obj(d, ("format", "serial", "issued", "expires", "update", "hosts"), "pinset")
+    _obj(d, ("format", "serial", "issued", "expires", "update", "report", "hosts"), "pinset")
     v = d.get("format")
     if v != 1 or type(v) is not int:
         _fail("format", "expected 1, found %r", v)
@@ -239,6 +259,8 @@ def _validate(d):
         _fail("issued", "%04d-%02d-%02d is after expires", *issued)
     if "update" in d:
         _update_section(d["update"])
+    if "report" in d:
+        _report(d["report"], "report", True)
     hosts = d.get("hosts")
     if not isinstance(hosts, dict) or not hosts:
         _fail("hosts", "expected a JSON object of one or more host entries")
@@ -254,21 +276,23 @@ def _validate(d):
             or not 0 < len(name) < 254
             or name.strip("abcdefghijklmnopqrstuvwxyz0123456789.-_:")
             or ".." in name
-            or name[0] in ".-"
-            or name[-1] in ".-"
+            or name[:1] in ".-"  # a slice: indexing a str interns the character (MicroPython)
+            or name[-1:] in ".-"
         ):
             _fail(f, "not a lowercase host name or IP literal without a trailing dot")
         e = hosts[name]
-        _obj(e, ("pins", "subdomains", "report_only", "ports"), f)
+        _obj(e, ("pins", "subdomains", "report_only", "ports", "report"), f)
+        if "report" in e:
+            _report(e["report"], "%s.%s" % (f, "report"), False)
         pins = e.get("pins")
         if not isinstance(pins, list) or not 0 < len(pins) < 256:
-            _fail(f + ".pins", "expected a list of 1 to 255 pins")
+            _fail("%s.%s" % (f, "pins"), "expected a list of 1 to 255 pins")  # "%s.%s": one interned string for every field
         if _flag(e, "subdomains", f) and _ip(name):
-            _fail(f + ".subdomains", "an IP literal has no subdomains")
+            _fail("%s.%s" % (f, "subdomains"), "an IP literal has no subdomains")
         _flag(e, "report_only", f)
         v = e.get("ports", [443])  # the ports `certpin verify` checks; the device only validates them
         if not isinstance(v, list) or not 0 < len(v) < 17 or [p for p in v if type(p) is not int or not 0 < p < 65536 or v.count(p) > 1]:
-            _fail(f + ".ports", "expected a list of 1 to 16 distinct port numbers from 1 to 65535, found %r", v)
+            _fail("%s.%s" % (f, "ports"), "expected a list of 1 to 16 distinct port numbers from 1 to 65535, found %r", v)
         size += 4 + 33 * len(pins)
     # Second pass: pins, into the compact form (sized exactly, no growth).
     b = bytearray(2 * len(names) + size)

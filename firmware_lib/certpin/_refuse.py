@@ -1,11 +1,18 @@
 # What a connection does when its pin check did not pass (the cold paths of
-# certpin.Conn): on_failure, the refusal, the expired-pinset notice.
-# Loaded only then and dropped again on a device; the message for a mismatch
-# comes from _report.
-from certpin import PinError
+# certpin.Conn): the journal, on_failure, the refusal, the expired-pinset
+# notice. Loaded only then and dropped again on a device; the message for a
+# mismatch comes from _report.
+from certpin import PinError, _use
 
 
 def notify(st, reason, enforced, message):
+    # Every failure of a connection comes here: recorded in the journal
+    # beside the pinset file (certpin/_journal.py: never raises), then the
+    # application's on_failure. enforced: whether certpin refuses the
+    # connection for it (for pinset_expired: whether the pins are still
+    # enforced); False when it goes ahead (report_only, or CA validation
+    # alone decides). docs/reports.md.
+    _use("_journal", "conn", st, reason, enforced)
     f = st.ctx.on_failure
     if f:
         f({"host": st.host, "reason": reason, "enforced": enforced, "message": message})
@@ -26,7 +33,7 @@ def expired(st):
     # authentication at all).
     e = st.ps.expires
     st.pins = not st.verified
-    notify(st, "pinset_expired", False, "%s: the pinset expired on %04d-%02d-%02d: %s; provision a fresh pinset"
+    notify(st, "pinset_expired", st.pins, "%s: the pinset expired on %04d-%02d-%02d: %s; provision a fresh pinset"
            % (st.host, e[0], e[1], e[2], "pins still enforced (no cadata)" if st.pins else "CA validation only"))
 
 

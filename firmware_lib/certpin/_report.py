@@ -7,9 +7,40 @@ from binascii import b2a_base64
 from certpin import Error, _usable, spki_sha256
 
 
+def pin(ps, r, j):
+    # The text of pin j of record r (a slice of ps._t).
+    b = ps._b
+    k = b[r + 2] << 8 | b[r + 3]
+    o = r + 4
+    while j:
+        k += 51 if b[o] == 1 else 56  # len("sha256/") or len("cert-sha256/"), + 44
+        o += 33
+        j -= 1
+    return ps._t[k : k + (51 if b[o] == 1 else 56)]
+
+
 def pins(ps, host):
     r = ps._find(host) if _usable(host) else -1
-    return [] if r < 0 else [ps._text(r, j) for j in range(ps._b[r + 1])]
+    return [] if r < 0 else [pin(ps, r, j) for j in range(ps._b[r + 1])]
+
+
+# The refusals of certpin/__init__.py that are made outside a TLS handshake,
+# by number (certpin._use("_report", "text", i, ...)): kept there they were
+# resident (measured: `make bench`). 0 a host not in the pinset, 1 a name that
+# is no host name, then _TEXT from 2.
+_TEXT = (
+    "server_hostname is required: pins are looked up by it",
+    "expected a Pinset from certpin.load() or certpin.loads()",
+    "on_failure must be callable",
+    "cadata: expected DER certificate bytes or a list of them",
+    "cadata: a certificate this firmware cannot load (DER expected)",
+)
+
+
+def text(i, *a):
+    if i > 1:
+        return _TEXT[i - 2]
+    return bad_name(*a) if i else unknown(*a)
 
 
 def bad_name(host):

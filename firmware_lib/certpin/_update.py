@@ -27,7 +27,7 @@ import json
 import time
 from binascii import a2b_base64, b2a_base64, hexlify
 
-from certpin import PinsetError, UpdateError
+from certpin import PinsetError, UpdateError, _use
 from certpin._load import _syntax, floor_path, parse, read, read_floor
 
 MAX_BUNDLE = 16384
@@ -46,26 +46,31 @@ def _fail(reason, msg, *a):
     raise e
 
 
-def run(f, *a):
+def run(path, url, f, *a):
     # The one place a refused update leaves certpin: update() and
-    # fetch_update() run through here (a journal of refusals hooks in here).
+    # fetch_update() run f(*a) through here, and every refusal is recorded in
+    # the failure journal beside the pinset file at path (certpin/_journal.py;
+    # url: fetch_update's url argument, None for the pinset's update.url, ""
+    # for update(bundle)) before it reaches the caller.
     try:
-        return f(*a)
-    except UpdateError:
+        try:
+            return f(*a)
+        except OSError as e:
+            # The network is the getter's (reason fetch) and the install is
+            # install()'s: an OSError here is the filesystem failing elsewhere (a
+            # module of certpin that cannot be read any more, on a flash that
+            # failed a write). A certpin.Error all the same, and the truth.
+            _fail("write_failed", "the filesystem failed during the update (%s); the installed pinset is what "
+                  "certpin.load() reads now", e)
+        except MemoryError:
+            # Not a verdict on the bundle (the host tool would accept what a
+            # device short of RAM cannot read): say what happened.
+            _fail("memory", "not enough free RAM for the update (a bundle needs about 3 times its size, and the "
+                  "update code about 20 KB); free some (gc.collect(), fewer objects) and try again; the installed "
+                  "pinset is what certpin.load() reads now")
+    except UpdateError as e:
+        _use("_journal", "update", path, e, url)
         raise
-    except OSError as e:
-        # The network is the getter's (reason fetch) and the install is
-        # install()'s: an OSError here is the filesystem failing elsewhere (a
-        # module of certpin that cannot be read any more, on a flash that
-        # failed a write). A certpin.Error all the same, and the truth.
-        _fail("write_failed", "the filesystem failed during the update (%s); the installed pinset is what "
-              "certpin.load() reads now", e)
-    except MemoryError:
-        # Not a verdict on the bundle (the host tool would accept what a
-        # device short of RAM cannot read): say what happened.
-        _fail("memory", "not enough free RAM for the update (a bundle needs about 3 times its size, and the "
-              "update code about 20 KB); free some (gc.collect(), fewer objects) and try again; the installed "
-              "pinset is what certpin.load() reads now")
 
 
 def _json(b, what):
@@ -362,7 +367,7 @@ def installed(path):
 
 
 def update(bundle, path="/certpin.json"):
-    return run(_apply, bundle, path)
+    return run(path, "", _apply, bundle, path)
 
 
 def _apply(bundle, path):

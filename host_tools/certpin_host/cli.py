@@ -7,6 +7,8 @@ Subcommands (each in its own module certpin_host/cmd_<name>.py):
            sign and check-update live in pinset_sign.py and pinset_check.py)
   verify   connect to every host of a pinset and report whether a device would accept it
   flash    lint a pinset (or check a signed bundle against the board), then install it atomically
+  status   what a board holds: library, pinset, time floor, failure journal
+  reports  summarise the failure reports devices sent; --live tells a key rotation from an interception
   vboard   run a virtual board: the MicroPython unix port behind a pseudo-terminal
 
 Each module provides ``register(subparsers)``, which adds its parser and sets
@@ -18,7 +20,7 @@ import sys
 
 from certpin_host.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
 
-COMMANDS = ("pin", "keygen", "pinset", "verify", "flash", "vboard")
+COMMANDS = ("pin", "keygen", "pinset", "verify", "flash", "status", "reports", "vboard")
 
 EPILOG = """\
 workflow:
@@ -35,8 +37,13 @@ signed updates (devices fetch and install them; docs/signing.md):
   certpin pinset sign pins.json --key sign-a.pem -o pins.jws    # each signer in turn
   certpin pinset check-update pins.jws --current installed.json # exit 0: devices install it; publish
 
+in the field (docs/reports.md):
+  certpin status --port /dev/ttyUSB0               # a board's pinset, time floor and failure journal
+  certpin reports collected.jsonl --live           # what devices reported: rotation or interception?
+
 exit status: 0 ok, 1 a check found problems, 2 usage error or a user mistake,
-130 interrupted. Run `certpin COMMAND --help` for each command.
+3 `certpin reports --live` suspects an interception, 130 interrupted. Run
+`certpin COMMAND --help` for each command.
 """
 
 

@@ -10,7 +10,7 @@ entry concerned or None. Options: ``today`` (a date, default today UTC) and
 """
 import collections
 
-from certpin_host import pinsetfile, updates
+from certpin_host import pinsetfile, reports, updates
 from certpin_host.pins import PinFormatError, parse_pin
 
 Finding = collections.namedtuple("Finding", "level host message")
@@ -105,6 +105,7 @@ def _lint(text, today, max_days):
 
     _lint_issued(data, today, err)
     updates.lint_update(data, err, warn)
+    reports.lint_report(data, err, warn)
 
     hosts = data.get("hosts")
     if "hosts" not in data:

@@ -13,9 +13,10 @@ from certpin_host.errors import UserError
 from certpin_host.files import write_atomic
 
 FORMAT = 1
-TOP_KEYS = ("format", "serial", "issued", "expires", "update", "hosts")
-HOST_KEYS = ("pins", "subdomains", "report_only", "ports")
+TOP_KEYS = ("format", "serial", "issued", "expires", "update", "report", "hosts")
+HOST_KEYS = ("pins", "subdomains", "report_only", "ports", "report")
 UPDATE_KEYS = ("keys", "threshold", "url")
+REPORT_KEYS = ("url", "device")
 
 HOST_PORTS = (443,)  # the ports `certpin verify` checks for a host without "ports"
 MAX_PORTS = 16
@@ -181,7 +182,7 @@ def read(path):
 
 
 def dumps(data):
-    """Stable key order (TOP_KEYS, then hosts sorted, update as UPDATE_KEYS), indent=2, trailing newline."""
+    """Stable key order (TOP_KEYS, then hosts sorted, update and report as UPDATE_KEYS and REPORT_KEYS), indent=2, trailing newline."""
     out = {}
     for k in TOP_KEYS:
         if k in data:
@@ -189,11 +190,12 @@ def dumps(data):
     for k in sorted(data):  # keep (so lint can flag) anything unexpected, after the known keys
         if k not in out:
             out[k] = data[k]
-    upd = out.get("update")
-    if isinstance(upd, dict):
-        u = {k: upd[k] for k in UPDATE_KEYS if k in upd}
-        u.update({k: upd[k] for k in sorted(upd) if k not in u})
-        out["update"] = u
+    for name, keys in (("update", UPDATE_KEYS), ("report", REPORT_KEYS)):
+        sec = out.get(name)
+        if isinstance(sec, dict):
+            u = {k: sec[k] for k in keys if k in sec}
+            u.update({k: sec[k] for k in sorted(sec) if k not in u})
+            out[name] = u
     hosts = {}
     for h in sorted(out.get("hosts", {})):
         entry = out["hosts"][h]

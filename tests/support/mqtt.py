@@ -123,3 +123,95 @@ class Mosquitto:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class Subscriber:
+    """A minimal MQTT 3.1.1 subscriber (CPython, TLS without verification: it runs
+    beside the broker) that calls ``on_message(topic, payload)`` for every PUBLISH
+    on ``topic``, QoS 0: what a fleet's report collector does on the broker side.
+    ``start()`` returns once the broker acknowledged the subscription."""
+
+    def __init__(self, port, topic, on_message, host="127.0.0.1", client_id="certpin-collector"):
+        self.port, self.topic, self.on_message, self.host, self.client_id = port, topic, on_message, host, client_id
+        self.sock = None
+        self.thread = None
+
+    @staticmethod
+    def _packet(kind, body):
+        n, head = len(body), bytearray([kind])
+        while True:
+            b = n & 0x7F
+            n >>= 7
+            head.append(b | (0x80 if n else 0))
+            if not n:
+                return bytes(head) + body
+
+    @staticmethod
+    def _str(s):
+        b = s.encode()
+        return len(b).to_bytes(2, "big") + b
+
+    def _read(self):
+        kind = self.sock.recv(1)
+        if not kind:
+            return None, None
+        n = shift = 0
+        while True:
+            b = self.sock.recv(1)[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        body = b""
+        while len(body) < n:
+            chunk = self.sock.recv(n - len(body))
+            if not chunk:
+                return None, None
+            body += chunk
+        return kind[0], body
+
+    def start(self):
+        import ssl
+        import threading
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.sock = ctx.wrap_socket(socket.create_connection((self.host, self.port), timeout=10))
+        self.sock.sendall(self._packet(0x10, self._str("MQTT") + bytes([4, 2, 0, 60]) + self._str(self.client_id)))
+        kind, body = self._read()
+        if kind != 0x20 or body[1:2] != b"\x00":
+            raise RuntimeError("the broker refused the collector's CONNECT: %r %r" % (kind, body))
+        self.sock.sendall(self._packet(0x82, b"\x00\x01" + self._str(self.topic) + b"\x00"))
+        kind, body = self._read()
+        if kind != 0x90:
+            raise RuntimeError("no SUBACK from the broker: %r" % kind)
+        self.sock.settimeout(None)
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def _loop(self):
+        try:
+            while True:
+                kind, body = self._read()
+                if kind is None:
+                    return
+                if kind >> 4 == 3:  # PUBLISH
+                    n = int.from_bytes(body[:2], "big")
+                    topic = body[2 : 2 + n].decode()
+                    rest = body[2 + n :]
+                    if kind & 0x06:  # QoS 1 or 2: a packet id before the payload
+                        rest = rest[2:]
+                    self.on_message(topic, rest)
+        except (OSError, ValueError, IndexError):
+            return
+
+    def stop(self):
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        if self.thread is not None:
+            self.thread.join(5)
