@@ -28,7 +28,10 @@ _INSTALL = (
 
 def install(code, *a):
     if code == 6 or code == 7:  # a host outside the pinset, refused: the journal records it
-        _use("_journal", "install", code, a)
+        try:
+            _use("_journal", "install", code, a)
+        except Exception:  # importing the journal failed (flash, RAM): the refusal goes on
+            pass
     if code == 4:  # a, the exception install() failed with
         a = (a[0].args[0] if a[0].args else type(a[0]).__name__,)
     elif code == 6:  # a = (pinset, host)

@@ -7,12 +7,16 @@ from certpin import PinError, _use
 
 def notify(st, reason, enforced, message):
     # Every failure of a connection comes here: recorded in the journal
-    # beside the pinset file (certpin/_journal.py: never raises), then the
+    # beside the pinset file (certpin/_journal.py: never raises; its import
+    # may, on a failing flash or short of RAM: the refusal goes on), then the
     # application's on_failure. enforced: whether certpin refuses the
     # connection for it (for pinset_expired: whether the pins are still
     # enforced); False when it goes ahead (report_only, or CA validation
     # alone decides). docs/reports.md.
-    _use("_journal", "conn", st, reason, enforced)
+    try:
+        _use("_journal", "conn", st, reason, enforced)
+    except Exception:
+        pass
     f = st.ctx.on_failure
     if f:
         f({"host": st.host, "reason": reason, "enforced": enforced, "message": message})

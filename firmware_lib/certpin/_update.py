@@ -69,7 +69,10 @@ def run(path, url, f, *a):
                   "update code about 20 KB); free some (gc.collect(), fewer objects) and try again; the installed "
                   "pinset is what certpin.load() reads now")
     except UpdateError as e:
-        _use("_journal", "update", path, e, url)
+        try:
+            _use("_journal", "update", path, e, url)
+        except Exception:  # importing the journal failed (the flash that failed the update, RAM): e stands
+            pass
         raise
 
 
