@@ -86,3 +86,20 @@ def test_no_pinset_an_expired_one_and_no_board(vboard, tmp_path, pki):
     assert r.status == 1 and "EXPIRED" in r.out and "problem: the pinset expired on %s" % d["expires"] in r.out, r
     r = run_subprocess("status", "--port", "/dev/pts/no-such-board")
     assert r.status == 2 and "no such port" in r.err, r
+
+
+def test_a_pinset_left_in_bak_or_unreadable_is_reported_as_such(vboard, tmp_path, pki):
+    # As the device reads it: certpin.load() puts certpin.json.bak back when certpin.json is missing (an
+    # update cut by a power loss); a pinset that exists but cannot be opened is not "missing".
+    b, d = flashed(vboard, tmp_path, pki, fs="posix")
+    os.rename(os.path.join(b.root, "certpin.json"), os.path.join(b.root, "certpin.json.bak"))
+    j = run_subprocess("status", "--port", b.port, "--json", timeout=120).json()
+    assert j["pinset"]["serial"] == 4 and j["pinset"]["from_bak"], j
+    assert any("certpin.json.bak is there: the device recovers it" in p for p in j["problems"]), j["problems"]
+    for n in ("certpin.json", "certpin.json.bak"):  # (reading the journal on the board recovered the .bak)
+        if os.path.lexists(os.path.join(b.root, n)):
+            os.remove(os.path.join(b.root, n))
+    os.symlink("certpin.json", os.path.join(b.root, "certpin.json"))  # a loop: open() fails with ELOOP
+    r = run_subprocess("status", "--port", b.port, timeout=120)
+    assert r.status == 1 and "cannot read /certpin.json on the board (OSError 40)" in r.out + r.err, r
+    assert "no pinset at" not in r.out + r.err and "recovers it" not in r.out + r.err, r

@@ -204,3 +204,19 @@ def test_parallel_with_ampy(vboard, tmp_path, tool):
     back = tmp_path / "back.json"
     boards[1].mpremote("fs", "cp", ":/certpin.json", str(back))
     assert back.read_bytes() == open(pins, "rb").read()
+
+
+def test_a_pinset_the_board_cannot_read_is_never_taken_for_a_missing_one(vboard, tmp_path):
+    # The board's pinset exists but cannot be opened (here a symlink loop: ELOOP; on a board EIO or
+    # EMFILE): the stale certpin.json.bak beside it (serial 3) must not be judged instead, or a
+    # serial-4 pinset would go on over what may be serial 5 (a rollback). The device's own
+    # certpin._load.read() recovers the .bak only on ENOENT; the host reads the board the same way.
+    b = vboard()
+    with open(os.path.join(b.root, "certpin.json.bak"), "wb") as f:
+        f.write(open(_pins(tmp_path, "v3.json", serial=3), "rb").read())
+    os.symlink("certpin.json", os.path.join(b.root, "certpin.json"))
+    p = b.flash(_pins(tmp_path, "v4.json", serial=4))
+    assert p.returncode == 2 and ".bak is there" not in p.stdout, p.stdout + p.stderr
+    assert "cannot read /certpin.json on the board, and it is not missing" in p.stderr, p.stderr
+    assert os.path.islink(os.path.join(b.root, "certpin.json"))
+    assert not [n for n in os.listdir(b.root) if n.endswith(".tmp")]

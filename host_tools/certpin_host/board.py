@@ -186,10 +186,16 @@ class Board:
         self.exec("for d in %r:\n    _cp_mkdir(d)\n" % (dirs,))
 
     def read(self, path, limit=65536):
-        """The file's bytes (at most limit + 1 of them, so a larger file shows as larger), or None."""
+        """The file's bytes (at most limit + 1 of them, so a larger file shows as larger), or None when it
+        does not exist (ENOENT). Any other error reading it is a BoardError: a pinset that exists but could
+        not be read must never be taken for a missing one (its stale .bak would then be judged instead)."""
         self._use()
-        if not self.eval("_cp_open(%r, 'rb')" % path):
-            return None
+        try:
+            if not self.eval("_cp_open(%r, 'rb')" % path):
+                return None
+        except BoardError as e:
+            raise BoardError("cannot read %s on the board, and it is not missing (%s): nothing was decided or "
+                             "written; check the board's filesystem and try again" % (path, e), e.status)
         out = bytearray()
         try:
             while len(out) <= limit:
@@ -290,7 +296,10 @@ def _errno_text(line):
 
 
 def read_pinset_state(b, dest, log=None):
-    """The board's pinset (or DEST.bak, as certpin.load() recovers it) and time floor, as the device reads them."""
+    """The board's pinset (or DEST.bak, as certpin.load() recovers it) and time floor, as the device reads them.
+
+    DEST.bak only when DEST does not exist (b.read() returns None for ENOENT alone, and raises for any other
+    error), as certpin._load.read(); the floor's .tmp only when the floor file does not exist."""
     from certpin._load import date
 
     log = log or (lambda m: None)
@@ -348,8 +357,8 @@ def _cp_open(p, m):
     try:
         _cp_f = open(p, m)
         return True
-    except OSError:
-        if m == 'wb':
+    except OSError as e:
+        if m == 'wb' or e.args[0] != 2:
             raise
         return False
 def _cp_close():

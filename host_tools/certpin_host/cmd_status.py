@@ -66,11 +66,11 @@ def board_code(path):
         "    import sys, json, os, binascii",
         "    m = %r" % _MARK,
         "    print(m, 'impl', json.dumps(['.'.join(str(v) for v in sys.implementation.version[:3]), sys.platform]))",
-        "    for i, p in enumerate(%r):" % ([path, floor, journal],),
+        "    for i, p in enumerate(%r):" % ([path, floor, journal, path + ".bak"],),
         "        try:",
         "            f = open(p, 'rb')",
-        "        except OSError:",
-        "            print(m, 'missing', i)",
+        "        except OSError as e:",
+        "            print(m, 'missing' if e.args[0] == 2 else 'unreadable', i, e.args[0])",
         "            continue",
         "        with f:",
         "            n = 0",
@@ -136,8 +136,9 @@ def run_on_board(port, tool, code, timeout):
 
 def parse_output(out):
     """{"impl", "files": [bytes or None] x3, "lib", "version", "reports", "error"} from the board's output."""
-    res = {"files": [None, None, None], "impl": None, "lib": None, "version": None, "reports": None, "error": None}
-    chunks = {0: [], 1: [], 2: []}
+    res = {"files": [None] * 4, "impl": None, "lib": None, "version": None, "reports": None, "error": None,
+           "unreadable": {}}
+    chunks = {0: [], 1: [], 2: [], 3: []}
     ended = set()
     for line in out.splitlines():
         if not line.startswith(_MARK + " "):
@@ -153,14 +154,17 @@ def parse_output(out):
             elif kind == "end":
                 ended.add(int(rest))
             elif kind == "missing":
-                ended.discard(int(rest))
+                ended.discard(int(rest.split(" ")[0]))
+            elif kind == "unreadable":  # the file exists but open() failed (EIO, EMFILE...): not missing
+                i, n = rest.split(" ", 1)
+                res["unreadable"][int(i)] = n
             elif kind in ("impl", "lib", "version", "reports", "error"):
                 res[kind] = json.loads(rest)
         except (ValueError, KeyError):
             raise UserError("the board's answer is garbled (%r)" % line[:120])
     if res["impl"] is None:
         raise UserError("no answer from the board (output: %r)" % out[-300:])
-    for i in range(3):
+    for i in range(4):
         if i in ended:
             res["files"][i] = b"".join(chunks[i])
     return res
@@ -171,7 +175,7 @@ def status(port, tool, path, timeout):
     import certpin
 
     res = parse_output(run_on_board(port, tool, board_code(path), timeout))
-    pinset_bytes, floor_bytes, journal_bytes = res["files"]
+    pinset_bytes, floor_bytes, journal_bytes, bak_bytes = res["files"]
     st = {"port": port, "micropython": res["impl"][0] if isinstance(res["impl"], list) else None,
           "platform": res["impl"][1] if isinstance(res["impl"], list) else None,
           "library": {"version": res["version"] if isinstance(res["version"], str) else None,
@@ -184,8 +188,18 @@ def status(port, tool, path, timeout):
         st["problems"].append("the certpin library does not import on the board%s" % (
             ": " + res["error"] if isinstance(res["error"], str) else ""))
     ps = None
+    for i, what in enumerate((path, "the time floor", "the journal", path + ".bak")):
+        if i in res["unreadable"]:
+            st["problems"].append("cannot read %s on the board (OSError %s): check its filesystem" % (what, res["unreadable"][i]))
+    if pinset_bytes is None and 0 not in res["unreadable"] and bak_bytes is not None:
+        # certpin.load() puts path.bak back when path is missing (an update cut by a power loss): judge that
+        st["problems"].append("%s is missing and %s.bak is there: the device recovers it at its next load" % (path, path))
+        pinset_bytes = bak_bytes
+        st["pinset"]["present"] = True
+        st["pinset"]["from_bak"] = True
     if pinset_bytes is None:
-        st["problems"].append("no pinset at %s: flash one (certpin flash)" % path)
+        if 0 not in res["unreadable"]:
+            st["problems"].append("no pinset at %s: flash one (certpin flash)" % path)
     else:
         try:
             ps = certpin.loads(pinset_bytes)
