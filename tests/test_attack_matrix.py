@@ -430,6 +430,7 @@ BAD_NAMES = [
     ("tab", "local\thost.example.org"),
     ("del", "localhost\x7f.example.org"),
     ("kelvin-sign", "\u212aey.example.org"),  # CPython lowercases it to 'k', MicroPython does not
+    ("lone-surrogate", "local\ud800host"),  # CPython cannot even encode it: a PinError all the same
     ("label-64", "a" * 64 + ".example.org"),
     ("name-254", ("a" * 62 + ".") * 3 + "b" * 53 + ".example.org"),
     ("name-64001-dotted", "a." * 32000 + "example.org"),

@@ -271,7 +271,10 @@ def _usable(host):
     # character as a qstr, for good.
     if not isinstance(host, str):
         return False
-    b = host.encode()
+    try:
+        b = host.encode()
+    except Exception:  # CPython: a lone surrogate cannot be encoded (MicroPython's str holds none)
+        return False
     n = len(b)
     if n == 0 or n > 254 or n == 254 and b[-1] != 46 or min(b) < 32 or max(b) > 126:
         return False

@@ -48,7 +48,7 @@ def bad_name(host):
     if not isinstance(host, str):
         why = "expected a str, not " + type(host).__name__
     else:
-        b = host.encode()
+        b = host.encode("utf-8", "surrogatepass")  # CPython: a lone surrogate shows as its bytes (ED ..)
         why = "a label longer than 63 characters"
         if not 0 < len(b) < 254 + (b[-1:] == b"."):
             why = "%d characters (1 to 253 allowed)" % len(host)
