@@ -146,3 +146,36 @@ def test_content_length_and_the_header_limit_exactly(runtime, tmp_path):
     assert out[3]["ok"] and out[3]["serial"] == 2 and out[3]["changed"], out[3]
     assert out[4] == NEW.decode()
     assert b"\r\nUser-Agent: certpin/0.1.0 serial/1\r\n" in exact.requests[0], exact.requests[0]
+
+
+@pytest.mark.parametrize("fw", ["mp1.20", "mp1.22", "mp1.22-peercert", "mp1.23"])
+def test_fetch_over_https_on_older_firmware(fw, tmp_path, pki, tls_files):
+    # Real builds (../shared/runtimes): https to an update host outside the pinset, with and without
+    # cadata, and to one in the pinset. Firmware without verify_callback (< 1.23) does its TLS through
+    # certpin/_old.py; it raised a bare AttributeError (1.20) or OSError(2) (1.22 with cadata) before.
+    from conftest import firmware
+
+    rt = firmware(fw)
+    tls = UpdateServer("ok", BUNDLE, tls=tls_files).start()
+    rogue = UpdateServer("ok", BUNDLE, tls=pki.rogue_leaf.write(pki.dir)).start()
+    root = [pki.path("root.der")]
+    try:
+        out, _ = run_steps(rt, tmp_path, [
+            write(installed()), fetch(tls.url()),  # no pins, no cadata: the signature protects
+            # validated against cadata, by name (mbedTLS 2.x, v1.20-v1.22, matches no IP address)
+            write(installed()), fetch(tls.url().replace("127.0.0.1", "localhost"), cadata=root),
+            write(installed()), fetch(rogue.url().replace("127.0.0.1", "localhost"), cadata=root),  # another CA's
+            write(installed(pki)), fetch(tls.url()),  # the update host is pinned
+            write(installed(pki)), fetch(rogue.url()),  # ... and another key is refused
+        ])
+    finally:
+        for s in (tls, rogue):
+            s.stop()
+    for i in (1, 3):
+        assert out[i]["ok"] and out[i]["serial"] == 2, (fw, i, out[i].get("message"))
+    assert out[5]["ok"] is False and out[5]["reason"] == "fetch", out[5]
+    if fw == "mp1.22":  # no getpeercert: a pinned update host cannot be checked here, and is refused
+        assert out[7]["ok"] is False and out[7]["reason"] == "fetch" and "pins cannot be checked" in out[7]["message"], out[7]
+    else:
+        assert out[7]["ok"] and out[7]["serial"] == 2, (fw, out[7])
+    assert out[9]["ok"] is False and out[9]["reason"] == "fetch", out[9]

@@ -112,12 +112,26 @@ class _Deadline(object if _CPY else __import__("io").IOBase):  # IOBase: a strea
 
 def _tls_micropython(raw, host, ps, cadata):
     # certpin's contexts use the real tls module, captured before any install().
-    from certpin import SSLContext, _context
+    from certpin import SSLContext, _context, tls
 
-    if ps is not None:  # the update host is pinned: its pins apply
+    if ps is not None:  # the update host is pinned: its pins apply (certpin/_old.py on firmware < 1.23)
         return SSLContext(ps, cadata).wrap_socket(raw, server_hostname=host)
-    # Without cadata CERT_NONE: the signature is the protection.
-    return _context(cadata).wrap_socket(raw, server_hostname=host)
+    # Without cadata CERT_NONE: the signature is the protection. Firmware
+    # without verify_callback (< 1.23: no SSLContext, or 1.22's, whose
+    # load_verify_locations reads a positional argument as a file path)
+    # validates against cadata through certpin/_old.py.
+    if hasattr(tls, "SSLContext") and hasattr(tls.SSLContext(tls.PROTOCOL_TLS_CLIENT), "verify_callback"):
+        return _context(cadata).wrap_socket(raw, server_hostname=host)
+    from certpin._old import wrap
+
+    return wrap(raw, host, cadata, None, _Plain)
+
+
+class _Plain:
+    # What certpin/_old.py's wrap() needs of a connection without pins: a
+    # refused handshake stays the firmware's error (it becomes reason fetch).
+    def refused(e):
+        pass
 
 
 class _BIO:
