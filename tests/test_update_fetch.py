@@ -179,3 +179,16 @@ def test_fetch_over_https_on_older_firmware(fw, tmp_path, pki, tls_files):
     else:
         assert out[7]["ok"] and out[7]["serial"] == 2, (fw, out[7])
     assert out[9]["ok"] is False and out[9]["reason"] == "fetch", out[9]
+
+
+def test_a_closed_port_says_connection_refused(runtime, tmp_path):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    out, _ = run_steps(runtime, tmp_path, [write(installed()), fetch("http://127.0.0.1:%d/fleet.jws" % port)])
+    r = out[1]
+    assert r["ok"] is False and r["reason"] == "fetch", r
+    assert "connection refused by 127.0.0.1:%d (nothing listening there?)" % port in r["message"], r["message"]

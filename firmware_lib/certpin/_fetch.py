@@ -344,8 +344,14 @@ def _fetch(url, path, timeout, cadata):
         except Error as e:  # the update host is pinned and did not match, a cadata it cannot load
             _err("%s: %s", u, e.args[0] if e.args else e)
         except Exception as e:  # OSError (refused, reset, timeout), TLS failures
-            x = isinstance(e, OSError) and (e.args[:1] in ((11,), (110,)) or "timed out" in str(e))
-            _err("%s: %s", u, "no complete answer within %s s" % timeout if x else repr(e)[:200])
+            n = e.args[:1] if isinstance(e, OSError) else ()
+            if n in ((11,), (110,)) or "timed out" in str(e):
+                m = "no complete answer within %s s" % timeout
+            elif n == (111,):  # ECONNREFUSED (also lwIP's number on ESP32 and Pico W)
+                m = "connection refused by %s:%d (nothing listening there?)" % (c[1], c[2])
+            else:
+                m = repr(e)[:200]
+            _err("%s: %s", u, m)
 
     def keep(data, new, nt, final):
         from certpin._floor import save
