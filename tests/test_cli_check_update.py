@@ -34,6 +34,8 @@ def test_accepted_bundle_made_by_the_cli_prints_what_changes(capsys, tmp_path, k
     assert run(capsys, "pinset", "set-update", nxt, "--update-key", keys[1].pub, "--update-key", keys[2].pub,
                "--update-url", "https://u.example.com/p.jws").status == 0
     assert run(capsys, "pinset", "sign", nxt, "--key", keys[0].path, "-o", tmp_path / "v2.jws").status == 0
+    # v2 names new update keys: a threshold of them signs it too (rule 6b, new_threshold)
+    assert run(capsys, "pinset", "sign", nxt, "--key", keys[1].path, "-o", tmp_path / "v2.jws").status == 0
     r = run(capsys, "pinset", "check-update", tmp_path / "v2.jws", "--current", cur)
     assert r.status == 0, r
     assert "installs it: serial 1 -> 3" in r.out
@@ -45,7 +47,8 @@ def test_accepted_bundle_made_by_the_cli_prints_what_changes(capsys, tmp_path, k
     doc = r.json()
     assert r.status == 0 and doc["ok"] is True and doc["same"] is False and doc["reason"] is None
     assert doc["serial_from"] == 1 and doc["serial_to"] == 3 and doc["issued"] == today()
-    assert doc["signatures"] == [{"index": 0, "kid": keys[0].kid, "verdict": "valid"}]
+    assert doc["signatures"] == [{"index": 0, "kid": keys[0].kid, "verdict": "valid"},
+                                 {"index": 1, "kid": keys[1].kid, "verdict": "valid"}]
     # the installed pinset itself, offered again: a no-op, although its signer
     # (keys[0]) is no longer an update key of it: nothing would change
     r = run(capsys, "pinset", "check-update", tmp_path / "v2.jws", "--current", nxt, "--json")
@@ -137,6 +140,10 @@ def test_signing_key_rotation_across_two_updates(capsys, tmp_path, keys):
     v2 = write_pinset(tmp_path / "v2.json", 2, keys=[b, c])  # a retired, c new
     v3 = write_pinset(tmp_path / "v3.json", 3, keys=[b, c])
     assert run(capsys, "pinset", "sign", v2, "--key", a.path, "-o", tmp_path / "v2.jws").status == 0
+    # v2 names new update keys: a threshold of them signs it too (rule 6b), else new_threshold
+    r = run(capsys, "pinset", "check-update", tmp_path / "v2.jws", "--current", v1, "--json")
+    assert r.status == 1 and r.json()["reason"] == "new_threshold"
+    assert run(capsys, "pinset", "sign", v2, "--key", c.path, "-o", tmp_path / "v2.jws").status == 0
     assert run(capsys, "pinset", "check-update", tmp_path / "v2.jws", "--current", v1).status == 0
     # after v2, a's signature no longer counts, c's does
     assert run(capsys, "pinset", "sign", v3, "--key", a.path, "-o", tmp_path / "v3-a.jws").status == 0

@@ -190,24 +190,28 @@ def test_two_of_three_installs_and_the_identical_bundle_is_a_no_op(runtime, tmp_
 
 
 def test_signing_key_rotation_across_two_updates(runtime, tmp_path):
-    # serial 1 trusts K1. Update 2 (signed by K1) hands signing to K2 and K3
-    # (2 of 2). Update 3 signed by K1 alone is then refused (K1 is no longer
-    # an update key), and by K2 alone it lacks the threshold; K2 + K3 install it.
+    # serial 1 trusts K1. Update 2 hands signing to K2 and K3 (2 of 2): signed
+    # by K1 alone it is refused (rule 6b, new_threshold: nothing proves the
+    # new keys are held), by K1 + K2 + K3 installed. Update 3 signed by K1
+    # alone is then refused (K1 is no longer an update key), and by K2 alone
+    # it lacks the threshold; K2 + K3 install it (K3 is also one of its own keys).
     s1 = jws.pinset(1, [K1])
     s2 = jws.pinset(2, [K2, K3], threshold=2)
     s3 = jws.pinset(3, [K3, K4], threshold=1)
     out, _ = run_steps(runtime, tmp_path, [
-        write(s1), upd(jws.bundle(s2, [K1])),
+        write(s1), upd(jws.bundle(s2, [K1])), upd(jws.bundle(s2, [K1, K2])), upd(jws.bundle(s2, [K1, K2, K3])),
         upd(jws.bundle(s3, [K1])), upd(jws.bundle(s3, [K2])), upd(jws.bundle(s3, [K2, K3])),
         upd(jws.bundle(s2, [K1])),  # the older bundle again: K1 no longer counts
         upd(jws.bundle(s2, [K2, K3])),  # and signed by today's keys it is a rollback
     ])
-    assert out[1]["ok"] and out[1]["serial"] == 2
-    assert out[2]["reason"] == "unknown_key"
-    assert out[3]["reason"] == "threshold"
-    assert out[4]["ok"] and out[4]["serial"] == 3
-    assert out[5]["reason"] == "unknown_key"
-    assert out[6]["reason"] == "rollback"
+    assert out[1]["reason"] == "new_threshold" and "0 of 2" in out[1]["message"], out[1]
+    assert out[2]["reason"] == "new_threshold" and "1 of 2" in out[2]["message"], out[2]
+    assert out[3]["ok"] and out[3]["serial"] == 2
+    assert out[4]["reason"] == "unknown_key"
+    assert out[5]["reason"] == "threshold"
+    assert out[6]["ok"] and out[6]["serial"] == 3
+    assert out[7]["reason"] == "unknown_key"
+    assert out[8]["reason"] == "rollback"
 
 
 def test_the_installed_bundle_again_after_a_rotation_is_a_no_op(runtime, tmp_path):
@@ -218,7 +222,7 @@ def test_the_installed_bundle_again_after_a_rotation_is_a_no_op(runtime, tmp_pat
     s1 = jws.pinset(1, [K1])
     s2 = jws.pinset(2, [K2])
     out, d = run_steps(runtime, tmp_path, [
-        write(s1), upd(jws.bundle(s2, [K1])), upd(jws.bundle(s2, [K1])),
+        write(s1), upd(jws.bundle(s2, [K1, K2])), upd(jws.bundle(s2, [K1])),
         upd(jws.bundle(jws.pinset(3, [K2]), [K1])),
     ])
     assert out[1]["ok"] and out[1]["serial"] == 2

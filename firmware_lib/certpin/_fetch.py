@@ -17,15 +17,15 @@ import sys
 import time
 
 from certpin import Error, UpdateError
-from certpin._load import parse, read
-from certpin._update import apply
+from certpin._catchup import catchup_url, walk  # noqa: F401 (catchup_url: the host's too)
+from certpin._update import installed, run, save
 
 MAX_BODY = 16384
 MAX_HEAD = 4096
 _CPY = sys.implementation.name != "micropython"
 
 try:
-    from time import ticks_diff, ticks_ms
+    from time import ticks_add, ticks_diff, ticks_ms
 except ImportError:  # CPython
 
     def ticks_ms():
@@ -33,6 +33,9 @@ except ImportError:  # CPython
 
     def ticks_diff(a, b):
         return a - b
+
+    def ticks_add(a, b):
+        return a + b
 
 
 def _err(msg, *a):
@@ -43,7 +46,12 @@ def _err(msg, *a):
 
 def _split(url):
     # (tls, host, port, path of the request line)
-    if not isinstance(url, str) or len(url) > 512 or [c for c in url if c <= " " or c > "~"]:
+    # Checked on the bytes: iterating a str on MicroPython interns each character met as a qstr, for good.
+    try:
+        b = url.encode()
+    except Exception:  # not a str, or (CPython) a lone surrogate
+        b = b""
+    if not b or len(b) > 512 or min(b) < 33 or max(b) > 126:
         _err("%r is not a URL of printable ASCII (at most 512 characters)", url)
     if url[:7] == "http://":
         tls, rest = False, url[7:]
@@ -177,8 +185,11 @@ def _tls_cpython(d, host, ps, cadata):
     return _BIO(d, ctx, host)
 
 
-def _get(url, ps, timeout, cadata):
-    # The response body (bytes), or UpdateError.
+def _get(url, ps, end, cadata, c):
+    # The response body (bytes), None for HTTP 404, or UpdateError. end: the
+    # call's deadline (ticks_ms), shared by every request. c: [address, host,
+    # port, installed serial] kept between requests: the catch-up URLs name
+    # the same host, resolved once (getaddrinfo has no timeout).
     tls, host, port, path = _split(url)
     pinned = None
     if tls:
@@ -186,8 +197,9 @@ def _get(url, ps, timeout, cadata):
             pinned = ps if ps._find(host) >= 0 else None
         except Error:
             _err("%r: %s", url, "not a usable host name")
-    end = ticks_ms() + int(timeout * 1000)
-    ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    if c[0] is None or c[1] != host or c[2] != port:
+        c[0], c[1], c[2] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0], host, port
+    ai = c[0]
     s = socket.socket(ai[0], socket.SOCK_STREAM)
     try:
         d = _Deadline(s, end)
@@ -196,51 +208,62 @@ def _get(url, ps, timeout, cadata):
         if tls:
             if cadata is not None and not isinstance(cadata, (list, tuple)):
                 cadata = [cadata]
-            c = (_tls_cpython if _CPY else _tls_micropython)(d, host, pinned, cadata)
+            t = (_tls_cpython if _CPY else _tls_micropython)(d, host, pinned, cadata)
         else:
-            c = d
-        req = "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: certpin\r\nConnection: close\r\n\r\n" % (path, host)
-        req = req.encode()
+            t = d
+        # The check-in: a static server's access log shows which serial each device holds.
+        from certpin import __version__
+
+        req = ("GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: certpin/%s serial/%s\r\nConnection: close\r\n\r\n"
+               % (path, host, __version__, "-" if c[3] is None else c[3])).encode()
         while req:
-            req = req[c.write(req) :]
-        return _response(c, url)
+            req = req[t.write(req) :]
+        return _response(t, url)
     finally:
         s.close()
 
 
 def _response(c, url):
-    # Status line and headers within MAX_HEAD bytes, then the body: exactly
-    # Content-Length bytes when given, else up to EOF; never over MAX_BODY.
-    # The buffer grows with what arrives (a typical bundle is 1-3 KB).
+    # The status line and headers end within MAX_HEAD bytes (the blank line
+    # included); then the body: exactly Content-Length bytes when given (a
+    # byte beyond it that arrives is refused, never used), else up to EOF;
+    # never over MAX_BODY. The buffer grows with what arrives (a typical
+    # bundle is 1-3 KB). None for a 404.
     buf = bytearray(1024)
     n = 0
     h = -1  # where the headers end
     length = None
-    want = MAX_HEAD + MAX_BODY + 1  # bytes to read at most
-    while n < want:
+    want = MAX_HEAD  # bytes to read at most, for now
+    while n <= want:
         if n == len(buf):
-            b = bytearray(min(2 * len(buf), want))
+            b = bytearray(min(2 * len(buf), want + 1))
             b[:n] = buf
             buf = b
-        k = c.readinto(memoryview(buf)[n : min(len(buf), want)])
+        k = c.readinto(memoryview(buf)[n : min(len(buf), want + 1)])
         if not k:
             break
         n += k
         if h < 0:
-            h = bytes(memoryview(buf)[max(0, n - k - 3) : n]).find(b"\r\n\r\n")
+            h = bytes(memoryview(buf)[max(0, n - k - 3) : min(n, MAX_HEAD)]).find(b"\r\n\r\n")
             if h >= 0:
                 h += max(0, n - k - 3)
                 length, loc, status = _head(bytes(memoryview(buf)[:h]), url)
-                if status != "200":
-                    if status[:1] == "3" and loc is not None:
+                if status == b"404":
+                    return None
+                if status != b"200":
+                    if status[:1] == b"3" and loc is not None:
                         _err("%s: HTTP %s, a redirect to %r: not followed; point update.url (or the url argument) "
-                             "at the bundle itself", url, status, loc[:200])
-                    _err("%s: HTTP %s", url, status)
-                want = h + 4 + (MAX_BODY + 1 if length is None else length)
-            elif n > MAX_HEAD:
+                             "at the bundle itself", url, _text(status[:12]), _text(loc[:200]))
+                    _err("%s: HTTP %s", url, _text(status[:12]))
+                want = h + 4 + (MAX_BODY if length is None else length)
+            elif n >= MAX_HEAD:
                 _err("%s: the response headers are longer than %d bytes", url, MAX_HEAD)
-        if h >= 0 and n - h - 4 > MAX_BODY:
-            _err("%s: the response is larger than %d bytes (a bundle is at most that)", url, MAX_BODY)
+        if h >= 0 and n > want:
+            if length is None:
+                _err("%s: the response is larger than %d bytes (a bundle is at most that)", url, MAX_BODY)
+            _err("%s: more bytes than its Content-Length of %d: refused, not cut short", url, length)
+        if h >= 0 and n == want and length is not None:
+            break  # the body is complete: no need to wait for the connection to close
     if h < 0:
         _err("%s: the connection closed before the response headers ended (%d bytes)", url, n)
     if length is not None and n < want:
@@ -248,50 +271,70 @@ def _response(c, url):
     return bytes(memoryview(buf)[h + 4 : n])
 
 
+def _text(b):
+    # Header bytes for a message: a str when printable ASCII, else their repr.
+    return b.decode() if b and min(b) > 31 and max(b) < 127 else b
+
+
 def _head(head, url):
-    # (Content-Length or None, Location or None, status code) from the header bytes.
-    try:
-        lines = str(head, "utf-8").split("\r\n")
-    except Exception:
-        _err("%s: the response headers are not text", url)
-    st = lines[0].split(" ")
-    if len(st) < 2 or st[0][:5] != "HTTP/":
-        _err("%s: not an HTTP response: %r", url, lines[0][:80])
+    # (Content-Length or None, Location or None, status code as bytes) from
+    # the header bytes, read as bytes: the runtimes decode non-UTF-8 text
+    # differently, and nothing here needs more than ASCII.
+    lines = head.split(b"\r\n")
+    st = lines[0].split(b" ")
+    if len(st) < 2 or st[0][:5] != b"HTTP/":
+        _err("%s: not an HTTP response: %r", url, _text(lines[0][:80]))
     length = loc = None
     for line in lines[1:]:
-        i = line.find(":")
+        i = line.find(b":")
         k = line[:i].strip().lower()
         v = line[i + 1 :].strip()
-        if k == "content-length":
-            if not v or v.strip("0123456789") or length is not None:
-                _err("%s: bad Content-Length %r", url, v[:40])
+        if k == b"content-length":
+            if not v or v.strip(b"0123456789") or len(v) > 9 or length is not None:
+                _err("%s: bad Content-Length %r", url, _text(v[:40]))
             length = int(v)
             if length > MAX_BODY:
                 _err("%s: Content-Length %d is larger than %d bytes (a bundle is at most that)", url, length, MAX_BODY)
-        elif k == "location":
+        elif k == b"transfer-encoding" and v.lower() != b"identity":
+            _err("%s: Transfer-Encoding %r: not supported (the request is HTTP/1.0); serve the bundle as a "
+                 "plain file", url, _text(v[:40]))
+        elif k == b"location":
             loc = v
     return length, loc, st[1]
 
 
 def fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None):
-    try:
-        d, ps = parse(read(path))  # the pinset: its pins for a pinned update host, its update.url
-    except (OSError, ValueError) as e:
-        from certpin import PinsetError
+    return run(_fetch, url, path, timeout, cadata)
 
-        raise PinsetError("%s: cannot read the pinset file (%s)" % (path, e))
+
+def _fetch(url, path, timeout, cadata):
+    # The trusted state of the pinset file (small: no pinset text is kept),
+    # the Pinset for a pinned update host, one deadline for the whole call,
+    # then the walk (certpin._catchup): the newest release, and the catch-up
+    # files when the device missed a signing-key rotation.
+    t, ps = installed(path)
     if url is None:
-        u = d.get("update") or {}
-        url = u.get("url")
+        url = t.url
         if url is None:
             _err("no url given, and the pinset at %s has no update.url", path)
-    try:
-        body = _get(url, ps, timeout, cadata)
-    except UpdateError:
-        raise
-    except Error as e:  # the update host is pinned and did not match, a cadata it cannot load
-        _err("%s: %s", url, e.args[0] if e.args else e)
-    except Exception as e:  # OSError (refused, reset, timeout), TLS failures, MemoryError
-        t = isinstance(e, OSError) and (e.args[:1] in ((11,), (110,)) or "timed out" in str(e))
-        _err("%s: %s", url, "no complete answer within %s s" % timeout if t else repr(e)[:200])
-    return apply(body, path)
+    _split(url)  # a bad URL is refused before anything else
+    end = ticks_add(ticks_ms(), int(timeout * 1000))
+    c = [None, None, None, t.serial]
+
+    def get(u):
+        try:
+            return _get(u, ps, end, cadata, c)
+        except UpdateError:
+            raise
+        except Error as e:  # the update host is pinned and did not match, a cadata it cannot load
+            _err("%s: %s", u, e.args[0] if e.args else e)
+        except Exception as e:  # OSError (refused, reset, timeout), TLS failures, MemoryError
+            x = isinstance(e, OSError) and (e.args[:1] in ((11,), (110,)) or "timed out" in str(e))
+            _err("%s: %s", u, "no complete answer within %s s" % timeout if x else repr(e)[:200])
+
+    def keep(data, new, nt, final):
+        save(path, data, new, nt.floor)
+        c[3] = new.serial
+
+    new = walk(t, get, url, None, keep)[0]
+    return (ps, False) if new is None else (new, True)

@@ -41,9 +41,16 @@ def _syntax(t):
     # escapes and raw control characters, lets a \u without four hex digits
     # swallow what follows (a closing quote too), and nests as deep as the
     # heap allows. So check the token sequence is JSON (numbers: integers only,
-    # all a pinset has), at most 8 deep, before json.loads sees it. t: the
-    # UTF-8 bytes (indexing a str would intern every character it meets as a
-    # qstr on MicroPython, for good). -1, or the error offset.
+    # all a pinset has, at most 16 digits: MicroPython reads any length,
+    # CPython refuses over 4300), at most 8 deep, before json.loads sees it.
+    # It also holds the text to strict UTF-8, which MicroPython's str() does
+    # not (it decodes overlong forms, surrogates and code points above
+    # U+10FFFF; CPython refuses them): non-ASCII bytes can only be inside
+    # strings, so only strings need the check. A \u escape of a surrogate
+    # must be a high one followed by a low one (the runtimes decode a lone
+    # one differently). t: the UTF-8 bytes (indexing a str would intern
+    # every character it meets as a qstr on MicroPython, for good). -1, or
+    # the error offset.
     # w (what may come next): 1 value, 3 ':', 4 ',' or close, 5 key or '}',
     # 6 value or ']', 2 key, 0 nothing (the document is complete).
     s = 1  # open containers as bits below a leading 1: 0 object, 1 array
@@ -58,13 +65,36 @@ def _syntax(t):
             continue
         if c == 34:  # "
             while i < n and t[i] != 34:
-                if t[i] < 32:
+                c = t[i]
+                if c < 32:
                     return i
-                if t[i] == 92:  # backslash
+                if c > 127:  # strict UTF-8: 2 to 4 bytes, shortest form, no surrogate, <= U+10FFFF
+                    k = (c > 0xDF) + (c > 0xEF)  # continuation bytes after the second
+                    if (
+                        c < 0xC2 or c > 0xF4 or i + k + 1 >= n
+                        or not (0xA0 if c == 0xE0 else 0x90 if c == 0xF0 else 0x80) <= t[i + 1]
+                        <= (0x9F if c == 0xED else 0x8F if c == 0xF4 else 0xBF)
+                    ):
+                        return i
+                    i += 1
+                    while k:
+                        i += 1
+                        k -= 1
+                        if t[i] & 0xC0 != 0x80:
+                            return i
+                elif c == 92:  # backslash
                     c = t[i + 1] if i + 1 < n else 0
                     if c == 117:  # u: exactly four hex digits
                         if len(t[i + 2 : i + 6]) < 4 or t[i + 2 : i + 6].strip(b"0123456789abcdefABCDEF"):
                             return i
+                        if t[i + 2] in b"dD" and t[i + 3] in b"89abcdefABCDEF":  # a surrogate
+                            k = t[i + 6 : i + 12]  # a high one needs \uDC00-\uDFFF next
+                            if (
+                                t[i + 3] not in b"89abAB" or len(k) < 6 or k[:2] != b"\\u" or k[2] not in b"dD"
+                                or k[3] not in b"cdefCDEF" or k[4:].strip(b"0123456789abcdefABCDEF")
+                            ):
+                                return i
+                            i += 6
                         i += 4
                     elif c not in b'"\\/bfnrt':
                         return i
@@ -93,7 +123,7 @@ def _syntax(t):
                 i += 1
             k = j + (c == 45)  # -
             if w not in (1, 6) or t[j:i] not in (b"true", b"false", b"null") and not (
-                k < i and not t[k:i].strip(b"0123456789") and (t[k] != 48 or i == k + 1)
+                k < i < k + 17 and not t[k:i].strip(b"0123456789") and (t[k] != 48 or i == k + 1)
             ):
                 return j
             w = 4
@@ -109,18 +139,17 @@ def loads(text):
 
 def parse(text):
     # (the JSON object, its Pinset): certpin._update reads "update" from the object.
+    # The bytes are checked (strict UTF-8 and JSON, _syntax) before anything
+    # decodes them, so every runtime gives the same verdict and message, and
+    # json.loads reads the bytes: no decoded copy of the whole text.
     try:
-        if isinstance(text, str):
-            t = text.encode()
-        else:
-            t = text
-            text = str(text, "utf-8")
+        t = text if isinstance(text, bytes) else text.encode() if isinstance(text, str) else bytes(memoryview(text))
         if len(t) > 65535:
             _fail("pinset", "larger than 65535 bytes")
         i = _syntax(t)
         if i >= 0:
             _fail("pinset", "not valid UTF-8 JSON text (syntax error at offset %d)", i)
-        d = json.loads(text)
+        d = json.loads(t)
     except PinsetError:
         raise
     except Exception as e:  # not text, not UTF-8, ValueError, RecursionError, MemoryError
@@ -199,8 +228,8 @@ def _validate(d):
     if v != 1 or type(v) is not int:
         _fail("format", "expected 1, found %r", v)
     serial = d.get("serial")
-    if serial is not None and (type(serial) is not int or serial < 0):
-        _fail("serial", "expected a whole number >= 0, found %r", serial)
+    if serial is not None and (type(serial) is not int or not 0 <= serial <= 9007199254740991):
+        _fail("serial", "expected a whole number from 0 to 2**53-1, found %r", serial)
     expires = _date(d, "expires")
     issued = _date(d, "issued")
     if issued and expires and issued > expires:
@@ -288,8 +317,10 @@ def read_floor(d):
         try:
             with open(q, "rb") as f:
                 t = f.read(12)
-        except OSError:
-            continue
+        except OSError as e:
+            if e.args[:1] == (2,) and q == d:  # ENOENT: the .tmp is complete (FAT's window)
+                continue
+            return None  # an error reading the floor is no reason to trust an older .tmp
         try:
             return date(str(t[:10], "utf-8")) if len(t) == 11 and t[10] == 10 else None
         except Exception:  # not UTF-8
@@ -301,14 +332,23 @@ def read(path):
     # The pinset file's bytes (at most 64 KiB and one byte, so a larger file is
     # refused, not cut short). An update's install (certpin._update) moves the
     # old file to path.bak before the new one takes its name; a power cut
-    # between the two leaves only path.bak, the old pinset: put it back.
+    # between the two leaves only path.bak, the old pinset: put it back. Only
+    # then: when path does not exist (ENOENT, from open and again from stat),
+    # never on another error (EMFILE, EIO: path may hold a newer pinset, and
+    # a .bak beside it is a stale one an install did not get to remove).
     try:
         f = open(path, "rb")
-    except OSError:
+    except OSError as e:
+        if e.args[:1] != (2,):
+            raise
         try:
-            os.rename(path + ".bak", path)
-        except OSError:
-            pass
+            os.stat(path)
+        except OSError as e:
+            if e.args[:1] == (2,):
+                try:
+                    os.rename(path + ".bak", path)
+                except OSError:
+                    pass
         f = open(path, "rb")
     with f:
         # read(n) allocates n bytes up front on MicroPython: ask for the file's
