@@ -211,7 +211,7 @@ def print_reach(plan, out):
         if v.ok:
             print("    %s (%s): reach it: %s (%d request%s%s)" % (
                 serials, keys, path, len(v.urls), "" if len(v.urls) == 1 else "s",
-                ", %d P-256 verifications" % v.verifies if v.verifies is not None else ""), file=out)
+                ", %d P-256 verification%s" % (v.verifies, "" if v.verifies == 1 else "s") if v.verifies is not None else ""), file=out)
         else:
             tag = "STRANDED since an earlier --force" if v.release.serial in already else "STRANDED"
             msg = (v.message or "").split("\n")
