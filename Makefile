@@ -13,7 +13,7 @@ PINSET  ?= pins.json
 TOOL    ?= mpremote
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo bench bench-frozen fuzz soak flash clean
+.PHONY: help setup test demo bench bench-frozen fleet fuzz soak flash clean
 
 help:  ## list the targets
 	@echo "certpin make targets:"
@@ -40,6 +40,9 @@ bench: $(STAMP)  ## speed and memory figures of the device library on the unix p
 
 bench-frozen: $(STAMP)  ## what freezing the library into firmware saves (builds the unix port: a few minutes)
 	$(PY) bench/frozen.py
+
+fleet: $(STAMP)  ## fleet simulation: 1,000 devices catch up over a published site (20 releases, 5 key rotations), unix port 64 and 32-bit
+	$(PY) bench/fleet.py $(FLEET_ARGS)
 
 fuzz: $(STAMP)  ## long fuzz runs (CI runs a shortened form inside `make test`)
 	CERTPIN_FUZZ_SCALE=20 $(PY) -m pytest -q tests -k "fuzz or corpus or p256"

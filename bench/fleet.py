@@ -280,7 +280,7 @@ def runtime_command(name):
         path = os.path.join(SHARED, folder, "micropython")
         cross = os.path.join(SHARED, folder, "mpy-cross")
     else:
-        path, cross = name, None
+        path, cross = name, os.path.join(os.path.dirname(name), "mpy-cross")
     if not os.path.exists(path):
         raise SystemExit("no such runtime: %s" % path)
     ver = subprocess.run([path, "-c", "import sys; print(sys.version, sys.maxsize > 2**32 and '64-bit' or '32-bit')"],
@@ -395,6 +395,7 @@ def run_fleet(work, n_devices=1000, n_releases=20, rotations=(5, 10, 15), server
                     now = f.read()
                 missed = sum(1 for x in rels[a:b] if x.keyset != rels[x.t - 2].keyset) if a < b else 0
                 rows[i] = {"device": i, "held": a, "back": b, "releases_missed": b - a, "rotations_missed": missed,
+                           "held_keyset": rels[a - 1].keyset,
                            "ok": r.get("ok"), "serial": r.get("serial"), "reason": r.get("reason"),
                            "message": r.get("message"), "us": r["us"], "verifies": r["verifies"],
                            "requests": len(reqs), "bytes": sum(q[2] for q in reqs),
@@ -407,7 +408,7 @@ def run_fleet(work, n_devices=1000, n_releases=20, rotations=(5, 10, 15), server
         worst = max(rows, key=lambda r: (r["verifies"], r["requests"], r["us"]))
         summary["worst"] = {k: worst[k] for k in ("device", "held", "back", "requests", "bytes", "verifies", "us")}
         if measure and argv[0] != sys.executable:
-            summary["heap"] = heap_figures(work, rels, argv, env, heap, devices_close=devices.close)
+            summary["heap"] = heap_figures(work, rels, argv, env, heap, devices.close, peaks=measure != "resident")
             devices = None
         summary["devices"] = rows
         return summary
@@ -417,7 +418,7 @@ def run_fleet(work, n_devices=1000, n_releases=20, rotations=(5, 10, 15), server
         server.stop()
 
 
-def heap_figures(work, rels, argv, env, heap, devices_close):
+def heap_figures(work, rels, argv, env, heap, devices_close, peaks=True):
     """On the final site: the catch-up that costs a device most (the release whose walk
     verifies most, by the device library's walk on the host), its peak heap against a
     one-release update's measured the same way, and the heap a walk leaves behind."""
@@ -442,12 +443,33 @@ def heap_figures(work, rels, argv, env, heap, devices_close):
             src = os.path.join(work, "%s-src.json" % key)
             with open(src, "wb") as f:
                 f.write(v.release.payload)
-            out[key + "_peak"] = d.ask("peak %s %s %d" % (path, src, newest.serial))["peak"]
+            if peaks:
+                out[key + "_peak"] = d.ask("peak %s %s %d" % (path, src, newest.serial))["peak"]
+                out[key + "_minheap"] = min_heap_delta(argv, env, path, src, newest.serial)
         res = d.ask("resident %s %s" % (path, os.path.join(work, "worst-src.json")))
         out["retained"], out["modules_after"] = res["retained"], res["modules"]
     finally:
         d.close()
     return out
+
+
+MINHEAP = """\
+import certpin
+p = %r
+open(p, "wb").write(open(%r, "rb").read())
+ps = certpin.load(p)
+"""
+
+
+def min_heap_delta(argv, env, path, src, serial):
+    """bench/run.py's measure of an update's peak: the least -X heapsize in which the call
+    succeeds, less the least in which loading the pinset does (fresh process each time)."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from run import min_heap
+
+    base = MINHEAP % (path, src)
+    call = base + "ps, c = certpin.fetch_update(path=p, timeout=30)\nif ps.serial != %d: raise SystemExit\n" % serial
+    return min_heap(argv[0], env, call + "print('DONE')\n") - min_heap(argv[0], env, base + "print('DONE')\n")
 
 
 def summarize(rows, rels):
@@ -461,10 +483,10 @@ def summarize(rows, rels):
     by_rot = {}
     for r in done:
         by_rot.setdefault(r["rotations_missed"], []).append(r)
-    by_rel = {}
+    matrix = {}
     for r in done:
-        if r["rotations_missed"] == 1:
-            by_rel.setdefault(_bucket(r["releases_missed"]), []).append(r)
+        if r["releases_missed"]:
+            matrix.setdefault(r["rotations_missed"], {}).setdefault(_bucket(r["releases_missed"]), []).append(r)
     return {
         "devices_total": n, "devices_ran": len(done), "releases": len(rels),
         "signing_rotations": sum(1 for x in rels[1:] if x.keyset != rels[x.t - 2].keyset),
@@ -474,16 +496,18 @@ def summarize(rows, rels):
         "us": stat("us"),
         "by_rotations_missed": {k: {"devices": len(v), "requests": stat("requests", v), "verifies": stat("verifies", v),
                                     "bytes": stat("bytes", v)} for k, v in sorted(by_rot.items())},
-        "one_rotation_by_releases_missed": {k: {"devices": len(v), "requests": stat("requests", v),
-                                                "verifies": stat("verifies", v)} for k, v in sorted(by_rel.items())},
+        "by_rotations_and_releases_missed": {
+            k: {b: {"devices": len(v), "requests": stat("requests", v), "verifies": stat("verifies", v)}
+                for b, v in sorted(m.items(), key=lambda kv: int(kv[0].split("-")[0]))}
+            for k, m in sorted(matrix.items())},
     }
 
 
 def _bucket(n):
-    for lo, hi in ((0, 0), (1, 4), (5, 9), (10, 14), (15, 19)):
+    for lo, hi in ((1, 4), (5, 9), (10, 14), (15, 19)):
         if lo <= n <= hi:
-            return "%d-%d" % (lo, hi) if lo != hi else str(lo)
-    return "20+"
+            return "%d-%d" % (lo, hi)
+    return "20-%d" % n
 
 
 def report(s, log=print):
@@ -501,21 +525,28 @@ def report(s, log=print):
         log("    %s rotation(s): %4d devices, requests mean %.2f max %d, verifications mean %.2f max %d, bytes max %d" % (
             k, v["devices"], v["requests"]["mean"], v["requests"]["max"], v["verifies"]["mean"], v["verifies"]["max"],
             v["bytes"]["max"]))
-    log("  devices that missed exactly one rotation, by releases missed (... not with these):")
-    for k, v in s["one_rotation_by_releases_missed"].items():
-        log("    %5s releases: %4d devices, requests mean %.2f max %d, verifications mean %.2f max %d" % (
-            k, v["devices"], v["requests"]["mean"], v["requests"]["max"], v["verifies"]["mean"], v["verifies"]["max"]))
+    log("  max requests / max verifications, by rotations missed (rows) and releases missed (columns):")
+    cols = ["1-4", "5-9", "10-14", "15-19"]
+    log("    %-12s" % "" + "".join("%16s" % ("%s releases" % c) for c in cols))
+    for k, m in s["by_rotations_and_releases_missed"].items():
+        log("    %-12s" % ("%s rotation%s" % (k, "" if k == 1 else "s")) + "".join(
+            "%16s" % ("%d / %d (%d)" % (m[c]["requests"]["max"], m[c]["verifies"]["max"], m[c]["devices"]) if c in m
+                      else "-") for c in cols))
+    log("    (each cell: max requests / max P-256 verifications (devices); a row stays flat across the columns)")
     w = s["worst"]
     log("  worst device (#%d, held release %d, back at release %d): %d requests, %d B, %d verifications, %.1f ms" % (
         w["device"], w["held"], w["back"], w["requests"], w["bytes"], w["verifies"], w["us"] / 1000))
     h = s.get("heap")
+    if h and "worst_peak" in h:
+        log("  peak heap, on the final site (free heap the call needs, ballast method of bench/p256_bench.py /"
+            " least -X heapsize beyond load(), method of bench/run.py):")
+        log("    the costliest catch-up (from serial %d: %d requests, %d verifications): %d B / %d B"
+            % (h["worst_held"], h["worst_requests"], h["worst_verifies"], h["worst_peak"], h["worst_minheap"]))
+        log("    a one-release update (from serial %d: %d request, %d verifications):   %d B / %d B"
+            % (h["one_held"], h["one_requests"], h["one_verifies"], h["one_peak"], h["one_minheap"]))
     if h:
-        log("  on the final site, the costliest catch-up (serial %d: %d requests, %d verifications): peak heap %d B"
-            % (h["worst_held"], h["worst_requests"], h["worst_verifies"], h["worst_peak"]))
-        log("    a one-release update (serial %d: %d request, %d verifications), measured the same way: %d B"
-            % (h["one_held"], h["one_requests"], h["one_verifies"], h["one_peak"]))
-        log("    heap retained by a second catch-up: %d B; certpin modules loaded afterwards: %s" % (
-            h["retained"], ", ".join(h["modules_after"]) or "none"))
+        log("  heap retained by a second catch-up (serial %d): %d B; certpin modules loaded afterwards: %s" % (
+            h["worst_held"], h["retained"], ", ".join(h["modules_after"]) or "none"))
 
 
 def main(argv=None):
@@ -526,7 +557,8 @@ def main(argv=None):
     p.add_argument("--rotations", default="5,10,15", help="releases that rotate the signing keys")
     p.add_argument("--server-rotations", default="7,13", help="releases that rotate the server key")
     p.add_argument("--runtime", action="append", default=[],
-                   help="cpython, micropython (default), mp1.28-32, or a path; repeatable")
+                   help="cpython, micropython, mp1.28-32, or a path; repeatable (default: micropython, and "
+                   "mp1.28-32 when ../shared/runtimes has it)")
     p.add_argument("--src", action="store_true", help="run the library from source, not .mpy")
     p.add_argument("--heap", help="-X heapsize for the MicroPython device process")
     p.add_argument("--seed", type=int, default=1)
@@ -537,7 +569,14 @@ def main(argv=None):
     srot = tuple(int(x) for x in a.server_rotations.split(",") if x)
     results = []
     status = 0
-    for rt in a.runtime or ["micropython"]:
+    runtimes = a.runtime
+    if not runtimes:
+        runtimes = ["micropython"]
+        if os.path.exists(os.path.join(SHARED, "micropython-1.28-32", "micropython")):
+            runtimes.append("mp1.28-32")
+        else:
+            print("(no 32-bit build at %s: the unix port only)" % os.path.join(SHARED, "micropython-1.28-32"))
+    for rt in runtimes:
         work = tempfile.mkdtemp(prefix="certpin-fleet-")
         try:
             s = run_fleet(work, a.devices, a.releases, rot, srot, rt, "src" if a.src else "mpy", a.seed, a.heap)

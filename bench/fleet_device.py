@@ -136,7 +136,7 @@ def fits(path, src, serial, free):
 
 
 def peak(path, src, serial):
-    lo, hi = 0, 65536
+    lo, hi = 0, 131072
     if not fits(path, src, serial, hi):
         return -1
     while hi - lo > 16:
