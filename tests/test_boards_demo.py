@@ -36,14 +36,34 @@ def test_demo_passes_and_cleans_up():
     assert '"GET /fleet/certpin.jws HTTP/1.0" 200' in update
 
     # every attacker bundle refused with its reason, the board's pinset unchanged
-    attacks = out[out.index("== 13."):]
+    attacks = out[out.index("== 13."):out.index("== 14.")]
     reasons = re.findall(r"UPDATE REFUSED, reason (\w+)", attacks)
     assert reasons == ["not_jws", "unknown_key", "rollback", "bad_signature"], attacks
     assert attacks.count("board pinset serial 2") == 4 and "UPDATE INSTALLED" not in attacks
 
+    _catch_up_story(out[out.index("== 14."):])
+
     work = re.search(r"working in (\S+)", out).group(1)
     assert not os.path.exists(work)
     assert not _processes_using(work), "a process the demo started outlived it"
+
+
+def _catch_up_story(out):
+    # the operator: publish, a rotation signed by the old key and then the new one,
+    # the old key destroyed only after publishing, a server-key rotation
+    operator = out[:out.index("== 15.")]
+    assert "$ certpin pinset publish pins-2.jws www/fleet --name certpin.jws" in operator
+    assert operator.index("NOT COMPLETE") < operator.index("$ certpin pinset sign pins-3.json --key sign-2.pem")
+    assert operator.index("$ certpin pinset publish pins-3.jws") < operator.index("$ rm sign-1.pem")
+    assert "3 of 3 reach it" in operator and "STRANDED" not in operator
+    # the board that slept: refused by the rotated server, one call, three requests, reconnected
+    board = out[out.index("== 15."):]
+    refused = board.index("REFUSED by the rotated server")
+    caught = board.index("CAUGHT UP in one fetch_update() call: installed serial 5")
+    assert refused < caught < board.index("PINNED OK again")
+    gets = re.findall(r'"GET (/fleet/certpin\.jws\S*) HTTP/1\.0" 200', board)
+    assert len(gets) == 3 and gets[0] == "/fleet/certpin.jws" and all(g.startswith("/fleet/certpin.jws.d/")
+                                                                       for g in gets[1:]), gets
 
 
 def test_demo_interrupted_while_the_board_runs_cleans_up():
