@@ -186,3 +186,109 @@ def test_sigkill_at_random_instants_during_updates(images, micropython, tmp_path
     # The kills landed at different points of the chain (not all before or after it).
     assert len(set(serials)) > 1, serials
     print("%s: %d SIGKILLs, serials after reboot: %s" % (fs, KILLS, serials))
+
+
+# ---- Injected failures at every filesystem operation (issue 15, items 1 and 7) ----
+#
+# tests/device/update_faults.py puts a shim in place of `os` and open() and
+# makes the k-th operation (or the k-th and every later one: a flash that
+# died) raise EMFILE, EIO or ENOSPC, for every k of an update and of load(),
+# then reboots (a clean load) and updates again. On a plain directory under
+# both runtimes, and on the virtual board's LittleFS and FAT images.
+
+ERRNOS = [24, 5, 28]  # EMFILE, EIO, ENOSPC
+FAULT_OLD = jws.pinset(1, [KEY], issued="2026-01-01", expires="2099-01-01")
+FAULT_NEW = jws.pinset(2, [KEY], issued="2026-01-02", expires="2099-01-01")
+FAULTS = os.path.join(ROOT, "tests", "device", "update_faults.py")
+
+
+def fault_config():
+    return {"old": FAULT_OLD.decode(), "new": FAULT_NEW.decode(), "bundle": jws.bundle(FAULT_NEW, [KEY]).hex(),
+            "errnos": ERRNOS}
+
+
+def fault_rows(stdout, stderr=""):
+    assert "DONE" in stdout, stdout[-3000:] + stderr[-3000:]
+    rows = {}
+    for line in stdout.splitlines():
+        if line.startswith("ROW "):
+            _, scenario, doc = line.split(" ", 2)
+            rows.setdefault(scenario, []).append(json.loads(doc))
+    return rows
+
+
+def check_fault_rows(rows):
+    """The invariants, every violation collected (labelled by issue item); returns {scenario: runs}."""
+    ok2, ok1 = ["ok", 2], ["ok", 1]
+    bad = []
+
+    def want(cond, label, where, r):
+        if not cond:
+            bad.append((label, where, r))
+
+    update = rows["update"]
+    names = update[0]["names"]
+    assert update[0]["result"] == ok2, update[0]
+    # the operation after which the new pinset holds the name, and the clean-up after it
+    installed_at = names.index("rename certpin.json.tmp certpin.json")
+    cleanup = names.index("remove certpin.json.bak", installed_at)
+    floor_ops = installed_at + 2  # from here on the floor file is being written
+    for r in update:
+        where = (r["at"], r["at"] >= 0 and names[r["at"]], r["errno"], r["sticky"])
+        res = r["result"]
+        want(r["after"][0] == "ok" and r["after"][1] in (1, 2), "a pinset after the reboot", where, r)
+        want(r["again"] == ok2, "the board updates again", where, r)
+        if res[0] == "ok":
+            want(res == ok2 and r["after"] == ok2, "installed means installed", where, r)
+            if r["at"] < floor_ops and not (r["sticky"] and r["at"] >= 0):
+                want(r["floor"] == "2026-01-02\n", "the floor moved with the install", where, r)
+        else:
+            # refused: a certpin.Error, and the truth: the old pinset is what a reboot finds
+            want(res[0] in ("UpdateError", "PinsetError"), "a certpin.Error", where, r)
+            want(r["after"] == ok1, "15.7: an update that raised left the old pinset", where, r)
+            if res[0] == "UpdateError":
+                want(res[1] == "write_failed" and "unchanged" in res[2], "write_failed, unchanged", where, r)
+        if r["at"] >= installed_at + 1:
+            # 15.7: once path.tmp holds the name (the .bak then cannot be removed,
+            # or the floor not written) the update HAS installed, and says so
+            want(res == ok2, "15.7: installed after the rename", where, r)
+            if r["at"] == cleanup and not r["sticky"]:
+                want(r["floor"] == "2026-01-02\n", "15.7: the floor moved", where, r)
+    # 15.1: a stale .bak beside the newer pinset is never preferred, whatever fails
+    for r in rows["stale"]:
+        want(r["result"][0] in ("ok", "PinsetError") and r["result"][:2] in (ok2, ["PinsetError", None]),
+             "15.1: never the stale .bak", (r["at"], r["errno"], r["sticky"]), r)
+        want(r["after"] == ok2, "15.1: the newer pinset after the reboot", (r["at"], r["errno"], r["sticky"]), r)
+    # FAT's window (only .bak and .tmp): the old pinset, never anything else
+    for r in rows["window"]:
+        want(r["result"][:2] in (ok1, ["PinsetError", None]), "window: the old pinset or PinsetError",
+             (r["at"], r["errno"], r["sticky"]), r)
+        want(r["after"] == ok1 and r["again"] == ok2, "window: recovered, updates again",
+             (r["at"], r["errno"], r["sticky"]), r)
+    labels = {}
+    for label, _, _ in bad:
+        labels[label] = labels.get(label, 0) + 1
+    assert not bad, "violations by rule: %s\nfirst: %s" % (labels, bad[:3])
+    return {k: len(v) for k, v in rows.items()}
+
+
+def test_injected_failures_at_every_os_call_of_update_and_load(runtime, tmp_path):
+    cfg = tmp_path / "faults.json"
+    cfg.write_text(json.dumps(fault_config()))
+    d = tmp_path / "board"
+    d.mkdir()
+    p = runtime.run("update_faults.py", cfg, d, timeout=600)
+    counts = check_fault_rows(fault_rows(p.stdout, p.stderr))
+    assert counts["update"] > 100 and counts["stale"] > 20, counts
+    print("%s: injected-failure runs %s" % (runtime, counts))
+
+
+@pytest.mark.parametrize("fs", ["lfs2", "fat"])
+def test_injected_failures_on_the_flash(images, micropython, tmp_path, fs):
+    base, _ = images
+    img = str(tmp_path / "flash.img")
+    shutil.copy(base[fs], img)
+    body = "CONFIG = %r\nDIR = ''\n" % (fault_config(),) + open(FAULTS).read()
+    p = mp(micropython, board_script(fs, img, body), timeout=900)
+    counts = check_fault_rows(fault_rows(p.stdout, p.stderr))
+    print("%s: injected-failure runs %s" % (fs, counts))

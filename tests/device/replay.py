@@ -10,6 +10,11 @@
 #   p <text>     set the pinset used by "k" (must load)
 #   k <der>      certpin.check(pinset, "localhost", [der]) leaf-only, then
 #                certpin.check(pinset, "localhost", [der, der], verified=True)
+#   i <text>     the installed pinset file for the "u" cases that follow
+#   u <bundle>   certpin.update(bundle, CORPUS + ".pinset.json") with the "i"
+#                text written there first: ok (detail: the new serial) or
+#                refused (detail: UpdateError:<reason>, or PinsetError); a
+#                refusal that changed the file is a crash
 # Output: with "verbose", one line per case "R <n> ok <hex digest or ->" or
 # "R <n> refused <ExceptionClass>" or "R <n> crash <ExceptionClass> <message>";
 # always a last JSON line with the summary:
@@ -29,6 +34,8 @@ mem = getattr(gc, "mem_alloc", None)
 WARM = 50
 
 pinset = None
+installed = None
+upath = sys.argv[1] + ".pinset.json"
 tried = ok = refused = 0
 crashes = []
 max_alloc = {}
@@ -46,6 +53,16 @@ def run(op, arg):
     if op == "f":
         certpin.load(str(arg, "utf-8"))
         return None
+    if op == "u":
+        with open(upath, "wb") as f:
+            f.write(installed)
+        try:
+            return ("%d" % certpin.update(arg, upath).serial).encode()
+        except certpin.Error:
+            with open(upath, "rb") as f:
+                if f.read() != installed:
+                    raise RuntimeError("a refused update changed the installed pinset")
+            raise
     if op == "k":
         try:
             certpin.check(pinset, "localhost", [arg])
@@ -67,6 +84,9 @@ for line in f:
     if op == "p":
         pinset = certpin.loads(arg)
         continue
+    if op == "i":
+        installed = arg
+        continue
     n += 1
     if n == WARM + 1 and mem:
         gc.collect()
@@ -86,6 +106,8 @@ for line in f:
         refused += 1
         kind = "refused"
         res = type(e).__name__
+        if getattr(e, "reason", None):
+            res += ":" + e.reason
     except Exception as e:  # the only exception allowed out is certpin.Error
         kind = "crash"
         res = "%s %s" % (type(e).__name__, e)
@@ -99,7 +121,7 @@ for line in f:
     arg = None
     if verbose:
         if kind == "ok":
-            res = hexlify(res).decode() if isinstance(res, bytes) else "-"
+            res = res.decode() if op == "u" else hexlify(res).decode() if isinstance(res, bytes) else "-"
         print("R", n, kind, res)
 
 if mem:
