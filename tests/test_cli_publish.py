@@ -297,7 +297,7 @@ def test_publish_order_strands_nobody_at_any_instant_and_a_cut_publish_is_finish
         assert r.status == 130, r
         monkeypatch.setattr(sitemod, "_replace", real)
         r = run(capsys, "pinset", "publish", save(tmp_path, 4, made[3][2]), s2)
-        assert r.status == 0 and "finished an interrupted publish" in r.out, r
+        assert r.status == 0 and "wrote what the site was missing" in r.out, r
         ref = Site(tmp_path / ("ref-%d" % cut))
         for _, _, bundle in made[:4]:
             ref.publish(bundle)
@@ -414,6 +414,60 @@ def _pinset_file(tmp_path, payload):
     p = tmp_path / "held.json"
     p.write_bytes(payload)
     return p
+
+
+def hostile_bundles():
+    payload = jws.pinset(2, [A])
+    good = jws.bundle(payload, [A])
+    doc = json.loads(good)
+    return {
+        "truncated": good[: len(good) // 2],
+        "garbled": good.replace(b'"signatures"', b'"signaturez"'),
+        "oversized": jws.bundle(jws.pinset(2, [A], extra={"hosts": {"h%d.example.com" % i: {"pins": [
+            "sha256/%043d=" % i, "sha256/%043d=" % (i + 1000)]} for i in range(300)}}), [A]),
+        "33 signatures": json.dumps(dict(doc, signatures=doc["signatures"] * 33)).encode(),
+        "not utf-8": good.replace(b'"payload"', b'"pa\xffyload"'),
+        "payload not a pinset": jws.bundle(b'{"format": 1, "serial": 2, "hosts": {}}', [A]),
+        "no serial": jws.bundle(json.dumps({"format": 1, "hosts": json.loads(payload)["hosts"]}).encode(), [A]),
+        "unsigned": json.dumps({"payload": doc["payload"], "signatures": []}).encode(),
+        "forged signature": jws.bundle(payload, [A], sig=b"\x01" * 64),
+        "signed by a stranger": jws.bundle(payload, [E]),
+        "a replay of release 1": None,
+    }
+
+
+@pytest.mark.parametrize("case", sorted(hostile_bundles()))
+def test_hostile_bundles_are_refused_and_leave_the_site_unchanged(capsys, tmp_path, site, case):
+    serial, payload, first = chain()[0]
+    assert publish(capsys, tmp_path, site, serial, first).status == 0
+    before = files_of(site)
+    bad = hostile_bundles()[case] or first.replace(b"}", b" }", 1)  # release 1's bytes, reformatted
+    for extra in ((), ("--force",)):
+        r = publish(capsys, tmp_path, site, 2, bad, *extra)
+        assert r.status == 1, (case, r)
+        assert "Traceback" not in r.err and r.err.startswith("certpin: pinset: "), r.err
+        assert files_of(site) == before, case
+    r = run(capsys, "pinset", "check-update", save(tmp_path, 2, bad), "--site", site)
+    assert r.status == 1 and "Traceback" not in r.err, r
+
+
+def test_a_tampered_site_is_refused_or_repaired(capsys, tmp_path, site):
+    made = chain()
+    for serial, _, bundle in made[:3]:
+        assert publish(capsys, tmp_path, site, serial, bundle).status == 0
+    good = files_of(site)
+    # a catch-up file replaced (by hand, or by an attacker with access to the server's copy):
+    # publishing again rewrites it from the history
+    kid = "%s.d/%s.jws" % (NAME, keyset_id([A], 1))
+    (site / kid).write_bytes(made[0][2])
+    r = publish(capsys, tmp_path, site, 3, made[2][2])
+    assert r.status == 0 and "wrote %s (replaced" % os.path.join(str(site), kid) in r.out, r
+    assert files_of(site) == good
+    # the history itself damaged: refused, with what to do
+    (site / NAME).with_name(NAME + ".d").joinpath("releases", "2.jws").write_bytes(b"garbage")
+    r = publish(capsys, tmp_path, site, 4, made[3][2])
+    assert r.status == 2 and "history is damaged" in r.err and "restore" in r.err, r
+    assert files_of(site)[NAME] == good[NAME]
 
 
 def test_usage_mistakes_and_damaged_sites_are_exit_2_with_what_to_do(capsys, tmp_path, site):

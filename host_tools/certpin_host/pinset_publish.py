@@ -174,7 +174,9 @@ def print_text(plan, args, written, doc):
         print("%s: serial %d is already published in %s, byte for byte: nothing to write"
               % (args.bundle, new.serial, site_dir), file=out)
     else:
-        what = "published" if not plan.same else "finished an interrupted publish of"
+        what = "published" if not plan.same else \
+            "serial %d was already published: wrote what the site was missing or had different (an interrupted " \
+            "publish, or files changed by hand); republished" % new.serial
         forced = " (--force: %s)" % "; ".join(plan.forceable) if plan.forceable else ""
         print("%s serial %d: %s is the newest release of %s%s"
               % (what, plan.target.serial, os.path.join(site_dir, plan.name), site_dir, forced), file=out)

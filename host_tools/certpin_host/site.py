@@ -135,14 +135,22 @@ class Site:
                 if not m:
                     continue  # a temporary file of an interrupted publish, or something else: not a release
                 where = os.path.join(hist, f)
-                r = Release(_read(where), where)
+                try:
+                    r = Release(_read(where), where)
+                except UserError as e:
+                    raise UserError("the site's history is damaged: %s; restore the file from a backup of the site"
+                                    % e)
                 if r.serial != int(m.group(1)):
                     raise UserError("%s holds serial %d: the site's history is damaged (a release file renamed?); "
                                     "fix it by hand" % (where, r.serial))
                 self.releases[r.serial] = r
         elif os.path.exists(os.path.join(site_dir, name)):
             where = os.path.join(site_dir, name)
-            self.adopted = Release(_read(where), where)
+            try:
+                self.adopted = Release(_read(where), where)
+            except UserError as e:
+                raise UserError("%s (a site without history: its newest release would be adopted); remove it or "
+                                "put the genuine release there" % e)
             self.releases[self.adopted.serial] = self.adopted
 
     def path(self, *parts):
