@@ -578,9 +578,11 @@ def main(argv=None):
             print("(no 32-bit build at %s: the unix port only)" % os.path.join(SHARED, "micropython-1.28-32"))
     for rt in runtimes:
         work = tempfile.mkdtemp(prefix="certpin-fleet-")
+        t0 = time.monotonic()
         try:
             s = run_fleet(work, a.devices, a.releases, rot, srot, rt, "src" if a.src else "mpy", a.seed, a.heap)
             report(s)
+            print("  (this runtime took %.0f s in all, the peak-heap searches included)" % (time.monotonic() - t0))
             results.append(s)
             status |= bool(s["stranded"])
         finally:
