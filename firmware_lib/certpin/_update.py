@@ -53,6 +53,13 @@ def run(f, *a):
         return f(*a)
     except UpdateError:
         raise
+    except OSError as e:
+        # The network is the getter's (reason fetch) and the install is
+        # install()'s: an OSError here is the filesystem failing elsewhere (a
+        # module of certpin that cannot be read any more, on a flash that
+        # failed a write). A certpin.Error all the same, and the truth.
+        _fail("write_failed", "the filesystem failed during the update (%s); the installed pinset is what "
+              "certpin.load() reads now", e)
 
 
 def _json(b, what):
@@ -396,9 +403,12 @@ def save(path, data, new, day):
     new._fp = fp = floor_path(path)
     new.floor = read_floor(fp)
     if day:
-        from certpin._floor import advance
+        try:
+            from certpin._floor import advance
 
-        advance(new, day)  # writes the floor file only if it moves
+            advance(new, day)  # writes the floor file only if it moves
+        except OSError:  # _floor cannot be read (a failing flash): the floor moves in RAM, as advance() does then
+            new.floor = day
 
 
 def update(bundle, path="/certpin.json"):
