@@ -10,8 +10,6 @@ import fcntl
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -19,7 +17,6 @@ import pytest
 from support import jws
 from support.catchup_site import Fleet, Site, keyset_id
 from support.cli import run, run_subprocess
-from support.update_servers import UpdateServer  # noqa: F401 (the HTTP servers of the fetch tests)
 from test_update import run_steps, write
 
 from certpin_host import site as sitemod

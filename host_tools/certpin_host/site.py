@@ -10,15 +10,16 @@ For a bundle file named NAME (update.url names SITE_DIR/NAME):
     SITE_DIR/NAME.d/releases/<serial>.jws  every published release, byte for byte
 
 Everything a device would decide is decided by the device library (certpin._update,
-certpin._catchup): which releases a key set signed, and whether a device holding
-an earlier release reaches the newest one with its catch-up walk over these files
-(`reach`: the walk itself, with a getter that reads the site directory instead of
-HTTP). This module only reads and writes files.
+certpin._catchup): which releases a key set signed (its signature rules), and
+whether a device holding an earlier release reaches the newest one (`walk`: the
+device's catch-up walk itself, with a getter that reads the site directory instead
+of HTTP). This module reads and writes files and compares the results.
 
     Site(site_dir, name)                 the site as published (its releases/ history)
-    Release(data)                        one bundle: payload, serial, key set
+    Release(data, where)                 one bundle: payload, serial, key set
     layout(releases, name)               {relative path: bytes} of a complete site
-    plan(site, release, today)           what publishing `release` would write, and who
+    walk(payload, getter), simulate(...) devices walking a site, by the device's code
+    Plan(site, release, today)           what publishing `release` would write, and who
                                          reaches it (publish and check-update --site)
     write(site_dir, files, order)        atomically, file by file, in a safe order
 """
@@ -40,15 +41,15 @@ SIM_BASE = "http://certpin-site.invalid/"
 
 
 def device():
-    """The device library's update modules (certpin._update, certpin._fetch, certpin._catchup)."""
+    """The device library's update modules: (certpin._update, certpin._catchup)."""
     try:
-        from certpin import _catchup, _fetch, _update
+        from certpin import _catchup, _update
     except ImportError as e:
         import certpin
 
         raise UserError("the installed device library (certpin %s) has no catch-up walk (%s): reinstall certpin"
                         % (getattr(certpin, "__version__", "?"), e))
-    return _update, _fetch, _catchup
+    return _update, _catchup
 
 
 # ---------------------------------------------------------------- releases
@@ -291,7 +292,7 @@ def walk(payload, getter, today=None):
     Returns (the payload the device holds afterwards, UpdateError or None, stats or None)."""
     import certpin
 
-    _update, _, _catchup = device()
+    _update, _catchup = device()
     t = _update.trust(payload)[0]
     held = [payload]
 
