@@ -185,38 +185,33 @@ def test_what_publish_always_refuses_leaves_the_site_unchanged(capsys, tmp_path,
     assert r.status == 1 and words in r.out, r
 
 
-def test_a_release_that_strands_devices_is_refused_naming_them_and_force_publishes_it(capsys, tmp_path, site):
+def test_a_release_the_newest_refuses_is_refused_even_with_force_naming_who_could_not_reach_it(
+        capsys, tmp_path, site):
     made = chain()[:3]  # 1 (A), 2 and 3 (2 of A, B, C)
     for serial, _, bundle in made:
         assert publish(capsys, tmp_path, site, serial, bundle).status == 0
     # serial 4 signed by A alone (1 of 1: release 1's keys), keeping A: release 1's devices
-    # take it, those holding 2 and 3 (2 of A, B, C) refuse it and the site offers no way on
+    # would take it, those holding 2 and 3 (2 of A, B, C) refuse it and the site has no way on
     bad = jws.bundle(jws.pinset(4, [A], threshold=1), [A])
     before = files_of(site)
-    r = publish(capsys, tmp_path, site, 4, bad)
-    assert r.status == 1, r
-    assert "devices holding serials 2, 3 could not reach serial 4" in r.err
-    ks = keyset_id([A, B, C], 2)[:12]
-    # 3: refused (1 of 2 signatures), and its key set's catch-up file is release 3 itself;
-    # 2: walks to 3 (installs it: progress) and the site's path ends there, not at 4
-    assert "serial 2 (key set %s): STRANDED (catchup)" % ks in r.out
-    assert "serial 3 (key set %s): STRANDED (threshold)" % ks in r.out
-    assert "serial 1 (key set %s): reach it" % keyset_id([A], 1)[:12] in r.out
-    assert files_of(site) == before
+    for extra in ((), ("--force",)):
+        r = publish(capsys, tmp_path, site, 4, bad, *extra)
+        assert r.status == 1, r
+        assert "a device holding the newest published release, serial 3, refuses it (threshold)" in r.err
+        assert "sign it with a threshold of serial 3's update keys" in r.out
+        ks = keyset_id([A, B, C], 2)[:12]
+        # 3: refused (1 of 2 signatures), and its key set's catch-up file is release 3 itself;
+        # 2: walks to 3 (installs it: progress) and the site's path ends there, not at 4
+        assert "serial 2 (key set %s): STRANDED (catchup)" % ks in r.out
+        assert "serial 3 (key set %s): STRANDED (threshold)" % ks in r.out
+        assert "serial 1 (key set %s): reach it" % keyset_id([A], 1)[:12] in r.out
+        assert files_of(site) == before
     r = run(capsys, "pinset", "check-update", save(tmp_path, 4, bad), "--site", site, "--json")
     doc = r.json()["site"]
     assert r.status == 1 and doc["stranded"] == [2, 3] and doc["status"] == "refused"
     assert [(v["serial"], v["reaches"], v["reason"], v["ends_on"]) for v in doc["reach"]] == [
         (1, True, None, 4), (2, False, "catchup", 3), (3, False, "threshold", 3)]
     assert doc["reach"][1]["keyset"] == keyset_id([A, B, C], 2) and doc["reach"][1]["threshold"] == 2
-    r = publish(capsys, tmp_path, site, 4, bad, "--force", "--json")
-    assert r.status == 0 and r.json()["forced"] and r.json()["stranded"] == [2, 3], r
-    assert files_of(site)[NAME] == bad
-    # the next release: 2 and 3 stay stranded (since the --force), which no longer blocks
-    nxt = jws.bundle(jws.pinset(5, [A], threshold=1), [A])
-    r = publish(capsys, tmp_path, site, 5, nxt)
-    assert r.status == 0, r
-    assert "STRANDED since an earlier --force" in r.out
 
 
 def test_no_more_than_max_steps_rotations_publish_refuses_the_release_a_device_cannot_walk(capsys, tmp_path, site):
@@ -235,15 +230,31 @@ def test_no_more_than_max_steps_rotations_publish_refuses_the_release_a_device_c
         ref.publish(f.made[-1][2])
     i = len(keys) - 1
     serial, _, last = f.release([keys[i]], 1, [keys[i - 1], keys[i]])
+    before = files_of(site)
     r = publish(capsys, tmp_path, site, serial, last, "--json")
     assert r.status == 1, r
+    assert "devices holding serial 1 could not reach serial %d" % serial in r.err and files_of(site) == before
     doc = r.json()
-    assert doc["stranded"] == [1] and doc["already_stranded"] == [], doc["stranded"]
+    assert doc["stranded"] == [1] and doc["already_stranded"] == [] and doc["status"] == "refused"
     v = doc["reach"][0]
     assert v["reason"] == "catchup" and "more than %d catch-up steps" % _catchup.MAX_STEPS in v["message"]
     assert len(v["requests"]) == _catchup.MAX_STEPS + 1
     assert all(v["reaches"] for v in doc["reach"][1:])
     assert len(doc["reach"][1]["requests"]) == _catchup.MAX_STEPS + 1  # the newest, then MAX_STEPS catch-up files
+    # --force publishes it (devices holding serial 1 need a USB flash, or a second call)
+    r = publish(capsys, tmp_path, site, serial, last, "--force")
+    assert r.status == 0 and "--force: devices holding serial 1 could not reach" in r.out, r
+    assert files_of(site)[NAME] == last
+    # the next release keeps the key set: serial 1 stays stranded since the --force, which
+    # no longer blocks; serial 2 still reaches it in MAX_STEPS catch-up requests
+    serial, _, nxt = f.release([keys[i]], 1, [keys[i]])
+    r = publish(capsys, tmp_path, site, serial, nxt, "--json")
+    assert r.status == 0, r
+    doc = r.json()
+    assert doc["stranded"] == [] and doc["already_stranded"] == [1] and doc["status"] == "published"
+    r = publish(capsys, tmp_path, site, serial, nxt)
+    assert "serial 1 (key set %s): STRANDED since an earlier --force (catchup)" % keyset_id([keys[0]], 1)[:12] \
+        in r.out, r
 
 
 def test_publish_order_strands_nobody_at_any_instant_and_a_cut_publish_is_finished_by_publishing_again(
@@ -343,7 +354,11 @@ def test_check_update_site_verdicts_are_what_devices_do(runtime, capsys, tmp_pat
     r = run(capsys, "pinset", "check-update", save(tmp_path, 4, bad), "--site", site, "--json")
     verdicts = {v["serial"]: v for v in r.json()["site"]["reach"]}
     assert r.status == 1 and set(verdicts) == {1, 2, 3}
-    assert run(capsys, "pinset", "publish", save(tmp_path, 4, bad), site, "--force").status == 0
+    assert [verdicts[s]["reaches"] for s in (1, 2, 3)] == [True, False, False]
+    # publish refuses it whatever the flags: lay the site out as it would, to serve it
+    plan = sitemod.Plan(sitemod.Site(str(site), NAME), sitemod.Release(bad, "bad"))
+    assert plan.refusals and plan.files
+    sitemod.write(str(site), plan.files, plan.order)
     server = SiteHTTP(str(site))
     try:
         url = server.url + NAME

@@ -32,12 +32,14 @@ release's update.url names SITE_DIR/NAME (NAME: BUNDLE's file name, or --name):
 Before writing, a device holding each published release is walked to BUNDLE by
 the device library's own code (certpin._catchup.walk) over the site as it will
 be. Refused (exit 1, nothing written): a serial not greater than the newest
-published one, a serial already published with other bytes, a bundle its own
-update keys did not sign (new_threshold: the rotation ceremony signs with the
-old keys AND the new ones), an expired one; and, unless --force, a release some
-published release could not reach (the serials are named, with the device's
-reason) or one without an "update" section. Publishing the same bundle again
-writes nothing (or finishes a publish that was interrupted).
+published one, a serial already published with other bytes, a bundle the
+newest published release refuses (every release is accepted by the one before
+it), a bundle its own update keys did not sign (new_threshold: the rotation
+ceremony signs with the old keys AND the new ones), an expired one; and, unless
+--force, a release some older published release could not reach (the serials
+are named, with the device's reason: e.g. more than the device's 32 catch-up
+steps away) or one without an "update" section. Publishing the same bundle
+again writes nothing (or finishes a publish that was interrupted).
 
 Each file is written to a temporary file in its directory, fsync'd and renamed
 (a reader never sees half a file), in an order that strands nobody at any
@@ -63,8 +65,8 @@ def register(ps):
     p.add_argument("site", metavar="SITE_DIR")
     add_site_flags(p)
     p.add_argument("--force", action="store_true",
-                   help="publish although devices holding some published releases cannot reach it (they need a USB "
-                   "flash), or it has no update keys")
+                   help="publish although devices holding some older releases cannot reach it (they need a second "
+                   "call or a USB flash), or it has no update keys")
     p.add_argument("--json", action="store_true", help="print what was checked and written as JSON")
     p.set_defaults(func=run)
 

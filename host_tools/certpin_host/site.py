@@ -399,8 +399,12 @@ class Plan:
     """What publishing `new` into `site` would do, decided with the device library.
 
     same       the bundle is already published byte for byte (target: the site's newest)
-    refusals   reasons nothing may be written, --force or not
-    forceable  reasons --force overrides (devices stranded, a release without update keys)
+    refusals   reasons nothing may be written, --force or not: a serial not greater than the
+               newest or published with other bytes, a release its own new keys did not sign
+               (new_threshold), an expired one, one the newest published release refuses
+               (every release is accepted by the one before it: the catch-up path runs on that)
+    forceable  reasons --force overrides (older releases stranded: past the device's
+               MAX_STEPS catch-up steps; a release without update keys)
     files      {relative path: bytes} of the site afterwards; order: the order to write them
     verdicts   [Verdict] for every other published release, walking to `target`
     stranded   the verdicts that do not reach it; `already`: those stranded before this
@@ -439,6 +443,8 @@ class Plan:
         earlier = [r for r in releases if r is not self.target]
         self.verdicts = simulate(site.dir, self.name, self.files, earlier, self.target, today)
         self.stranded = [v for v in self.verdicts if not v.ok]
+        if newest is not None and not self.same:
+            self._accepted_by(newest, new, today)
         if self.stranded and newest is not None:
             # Those that could not reach the newest release before this one either
             # (an earlier --force) are reported, but do not block this release.
@@ -455,6 +461,21 @@ class Plan:
                 % ("s" if len(self.stranded) > 1 else "", _serials([v.release.serial for v in self.stranded]),
                    self.target.serial))
         self.changes = [p for p in self.order if _on_disk(site.dir, p) != self.files[p]]
+
+    def _accepted_by(self, newest, new, today):
+        """The newest published release must accept the new one as its update (its own verify)."""
+        import certpin
+
+        _update = device()[0]
+        try:
+            _update.verify(newest.payload, new.data, today)
+        except certpin.Error as e:
+            self.refusals.append(
+                "a device holding the newest published release, serial %d, refuses it (%s): %s\nEvery release must "
+                "be accepted by the one before it (the catch-up path runs on that): sign it with a threshold of "
+                "serial %d's update keys (%s)"
+                % (newest.serial, getattr(e, "reason", None), _msg(e).split("\n")[0], newest.serial,
+                   newest.describe_keys()))
 
     def _intrinsic(self, new, today):
         """What every device refuses whatever it holds: a release whose own update keys did not
