@@ -53,7 +53,8 @@ refuse it), 2 a file is missing or unreadable.
 
 def register(ps):
     c = ps.add_parser("check-update", help=HELP, description="Decide, with the device library's own code, whether "
-                      "a device holding CURRENT installs BUNDLE now; print the reason or what would change.",
+                      "a device holding CURRENT installs BUNDLE now (print the reason or what would change), and with "
+                      "--site whether a device holding any release published there reaches it.",
                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("bundle", metavar="BUNDLE")
     c.add_argument("--current", metavar="PINSET",

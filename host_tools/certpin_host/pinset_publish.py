@@ -61,8 +61,8 @@ def register(ps):
                       "release, the catch-up files devices that missed a signing-key rotation walk, the history. "
                       "Refuses a release some published release could not reach.", epilog=EPILOG,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bundle", metavar="BUNDLE")
-    p.add_argument("site", metavar="SITE_DIR")
+    p.add_argument("bundle", metavar="BUNDLE", help="the signed release (`certpin pinset sign -o BUNDLE`)")
+    p.add_argument("site", metavar="SITE_DIR", help="the site directory (it must exist; empty for a new site)")
     add_site_flags(p)
     p.add_argument("--force", action="store_true",
                    help="publish although devices holding some older releases cannot reach it (they need a second "
