@@ -446,6 +446,12 @@ def heap_figures(work, rels, argv, env, heap, devices_close, peaks=True):
             if peaks:
                 out[key + "_peak"] = d.ask("peak %s %s %d" % (path, src, newest.serial))["peak"]
                 out[key + "_minheap"] = min_heap_delta(argv, env, path, src, newest.serial)
+        if peaks:  # the same one-release step as certpin.update(bytes): no HTTP, what `make bench` measures
+            bundle = os.path.join(work, "newest.jws")
+            with open(bundle, "wb") as f:
+                f.write(newest.data)
+            out["update_minheap"] = min_heap_delta(argv, env, path, os.path.join(work, "one-src.json"), newest.serial,
+                                                   bundle)
         res = d.ask("resident %s %s" % (path, os.path.join(work, "worst-src.json")))
         out["retained"], out["modules_after"] = res["retained"], res["modules"]
     finally:
@@ -461,14 +467,19 @@ ps = certpin.load(p)
 """
 
 
-def min_heap_delta(argv, env, path, src, serial):
+def min_heap_delta(argv, env, path, src, serial, bundle=None):
     """bench/run.py's measure of an update's peak: the least -X heapsize in which the call
-    succeeds, less the least in which loading the pinset does (fresh process each time)."""
+    succeeds, less the least in which loading the pinset does (fresh process each time).
+    The call: fetch_update(), or certpin.update() of the bytes of `bundle` (read before)."""
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     from run import min_heap
 
     base = MINHEAP % (path, src)
-    call = base + "ps, c = certpin.fetch_update(path=p, timeout=30)\nif ps.serial != %d: raise SystemExit\n" % serial
+    if bundle:
+        base += "b = open(%r, 'rb').read()\n" % bundle
+        call = base + "ps = certpin.update(b, p)\nif ps.serial != %d: raise SystemExit\n" % serial
+    else:
+        call = base + "ps, c = certpin.fetch_update(path=p, timeout=30)\nif ps.serial != %d: raise SystemExit\n" % serial
     return min_heap(argv[0], env, call + "print('DONE')\n") - min_heap(argv[0], env, base + "print('DONE')\n")
 
 
@@ -544,6 +555,8 @@ def report(s, log=print):
             % (h["worst_held"], h["worst_requests"], h["worst_verifies"], h["worst_peak"], h["worst_minheap"]))
         log("    a one-release update (from serial %d: %d request, %d verifications):   %d B / %d B"
             % (h["one_held"], h["one_requests"], h["one_verifies"], h["one_peak"], h["one_minheap"]))
+        log("    the same release step as certpin.update(bytes), no HTTP (what `make bench` measures):      - / %d B"
+            % h["update_minheap"])
     if h:
         log("  heap retained by a second catch-up (serial %d): %d B; certpin modules loaded afterwards: %s" % (
             h["worst_held"], h["retained"], ", ".join(h["modules_after"]) or "none"))
