@@ -132,6 +132,45 @@ m = gc.mem_alloc()
 certpin.update(b, up)  # the identical bundle: verified, then a no-op
 out["update_alloc_noop"] = gc.mem_alloc() - m
 gc.enable()
+# What a refusal can cost (issue 15.4): the flood and the worst bundle (bench/run.py).
+def refusal(bundle_path, path):
+    b = open(bundle_path).read()
+    best = None
+    for _ in range(5):
+        t = time.ticks_us()
+        try:
+            certpin.update(b, path)
+            reason = None
+        except certpin.UpdateError as e:
+            reason = e.reason
+        us = time.ticks_diff(time.ticks_us(), t)
+        best = us if best is None or us < best else best
+    return best, reason
+
+
+def verifications(bundle_path, path):
+    # certpin._p256.verify calls during one refusal (the module patched while imported)
+    import certpin._p256 as m
+
+    real = m.verify
+    n = [0]
+
+    def v(*a):
+        n[0] += 1
+        return real(*a)
+
+    m.verify = v
+    try:
+        certpin.update(open(bundle_path).read(), path)
+    except certpin.UpdateError:
+        pass
+    return n[0]
+
+
+out["flood_us"], out["flood_reason"] = refusal(d + "/update/flood.jws", up)
+out["flood_verified"] = verifications(d + "/update/flood.jws", up)
+out["worst_us"], out["worst_reason"] = refusal(d + "/update/worst.jws", d + "/update/worst/certpin.json")
+out["worst_verified"] = verifications(d + "/update/worst.jws", d + "/update/worst/certpin.json")
 # certpin.install(): what it keeps resident once the TLS layer and the pinset
 # are loaded (its module, the policy, the sys.modules entries), with the
 # modules a typical application has imported for install() to walk.

@@ -83,23 +83,56 @@ def make_update_files(d):
         hd = b64u(json.dumps({"alg": "ES256", "kid": kid}).encode())
         with open(os.path.join(d, "b%d.jws" % serial), "w") as f:
             json.dump({"payload": p, "signatures": [{"protected": hd, "signature": b64u(sign((hd + "." + p).encode()))}]}, f)
+    # Issue 15.4: what a refusal can cost. A flood against this pinset (32
+    # entries, the most a bundle may carry, all with the real kid and junk
+    # signatures: one verification, then bad_signature), and the worst bundle
+    # any pinset allows: 16 update keys all required, rotating to 16 others,
+    # signed by all 32 but one new key's signature junk (32 verifications,
+    # then new_threshold).
+    junk = b64u(b"\x07" * 64)
+    p = b64u(pinset(9))
+    with open(os.path.join(d, "flood.jws"), "w") as f:
+        json.dump({"payload": p, "signatures": [{"protected": hd, "signature": junk}] * 32}, f)
+    from support import jws
+
+    old = [ec.generate_private_key(ec.SECP256R1()) for _ in range(16)]
+    new = [ec.generate_private_key(ec.SECP256R1()) for _ in range(16)]
+    os.makedirs(os.path.join(d, "worst"))
+    with open(os.path.join(d, "worst", "certpin.json"), "wb") as f:
+        f.write(jws.pinset(1, old, threshold=16, issued="2026-01-01", expires="2099-01-01"))
+    nxt = jws.pinset(2, new, threshold=16, issued="2026-01-02", expires="2099-01-01")
+    b = json.loads(jws.bundle(nxt, old + new))
+    b["signatures"][-1]["signature"] = junk
+    with open(os.path.join(d, "worst.jws"), "w") as f:
+        json.dump(b, f, separators=(",", ":"))
     msg = b"certpin bench"
     with open(os.path.join(d, "verify.json"), "w") as f:
         json.dump({"spki": base64.b64encode(spki).decode(), "digest": base64.b64encode(h.sha256(msg).digest()).decode(),
                    "sig": base64.b64encode(sign(msg)).decode()}, f)
 
 
-def min_heap(micropython, env, code):
-    # The smallest -X heapsize (512 B steps) in which `code` runs to the end.
+def min_heap(micropython, env, code, scan=24):
+    # The smallest -X heapsize (512 B steps) from which `code` runs to the end
+    # in every heap up to `scan` steps larger. Success is not monotonic in
+    # the heap size (MicroPython's heap fragments differently in each: a run
+    # can fail in a heap 1 KB larger than one it passed in), so a bisection
+    # alone lands anywhere in a band of several KB: after it, the band above
+    # is scanned and the figure is the size above its last failure.
+    def ok(size):
+        p = subprocess.run([micropython, "-X", "heapsize=%d" % size, "-c", code], env=env, capture_output=True,
+                           text=True, timeout=60)
+        return "DONE" in p.stdout
+
     lo, hi = 4096, 262144
     while hi - lo > 512:
         mid = (lo + hi) // 2 // 512 * 512
-        p = subprocess.run([micropython, "-X", "heapsize=%d" % mid, "-c", code], env=env, capture_output=True,
-                           text=True, timeout=60)
-        if "DONE" in p.stdout:
+        if ok(mid):
             hi = mid
         else:
             lo = mid
+    for size in range(hi + 512, hi + 512 * (scan + 1), 512):
+        if not ok(size):
+            hi = size + 512
     return hi
 
 
@@ -256,7 +289,57 @@ def device_figures(micropython, env, work):
     r = json.loads(p.stdout.strip().splitlines()[-1])
     r["update_peak"] = update_peak(micropython, env, os.path.join(work, "update"))
     r["pool"] = pool_marks(p.stdout)
+    r.update(walk_figures(micropython, env, work))
     return r
+
+
+def walk_figures(micropython, env, work):
+    """fetch_update over HTTP (a site on 127.0.0.1, tests/support/catchup_site.py): the peak heap of
+    one step and of a catch-up walk through three rotations, the time, what stays resident (bench/walk_bench.py)."""
+    import shutil
+
+    from support import jws
+    from support.catchup_site import Site
+    from support.update_servers import SiteServer
+
+    d = os.path.join(work, "walk")
+    os.makedirs(d)
+    k = [ec.generate_private_key(ec.SECP256R1()) for _ in range(4)]
+    hosts = {"api%d.example.com" % i: {"pins": ["sha256/" + base64.b64encode(hashlib.sha256(b"%d %d" % (i, j)).digest())
+                                                .decode() for j in range(2)]} for i in range(2)}
+    rel = [jws.pinset(1, [k[0]], hosts=hosts), jws.pinset(2, [k[1]], hosts=hosts), jws.pinset(3, [k[2]], hosts=hosts),
+           jws.pinset(4, [k[3]], hosts=hosts), jws.pinset(5, [k[3]], hosts=hosts)]
+    site = Site(os.path.join(d, "site"))
+    for p, signers in zip(rel, ([k[0]], k[0:2], k[1:3], k[2:4], [k[3]])):
+        site.publish(jws.bundle(p, signers))
+    for name, p in (("held-walk.json", rel[0]), ("held-step.json", rel[3])):
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(p)
+    srv = SiteServer(site.root).start()
+    try:
+        url = srv.url()
+        out = {}
+        for what, held in (("walk", "held-walk.json"), ("step", "held-step.json")):
+            tmp = os.path.join(d, "dev-" + held)
+            shutil.copy(os.path.join(d, held), tmp)
+            pre = "import certpin\nps = certpin.load(%r)\n" % tmp
+            base = min_heap(micropython, env, pre + "print('DONE')\n")
+            code = ("open(%r, 'wb').write(open(%r, 'rb').read())\n" % (tmp, os.path.join(d, held)) + pre
+                    + "certpin.fetch_update(%r, %r, 30)\nprint('DONE')\n" % (url, tmp))
+            out[what + "_peak"] = min_heap(micropython, env, code) - base
+        cfg = os.path.join(d, "walk.json")
+        with open(cfg, "w") as f:
+            json.dump({"url": url, "held": os.path.join(d, "held-walk.json"), "path": os.path.join(d, "dev.json")}, f)
+        n0 = len(srv.log)
+        p = subprocess.run([micropython, os.path.join(ROOT, "bench", "walk_bench.py"), cfg], env=env,
+                           capture_output=True, text=True, timeout=300)
+        if p.returncode:
+            sys.exit("bench failed:\n" + p.stdout + p.stderr)
+        out.update(json.loads(p.stdout.strip().splitlines()[-1]))
+        out["walk_requests"] = (len(srv.log) - n0) // out["walks"]
+    finally:
+        srv.stop()
+    return out
 
 
 def pool_marks(out):
@@ -295,6 +378,21 @@ def device_rows(r, sizes):
         ("update time, best of the next 5", round(r["update_us_best"] / 1000, 1), None, "ms"),
         ("update heap allocated in all, GC off (identical bundle: a no-op, nothing verified)", r["update_alloc_noop"], None, "B"),
         ("peak heap of an update: min heapsize for load+update less for load", r["update_peak"], None, "B"),
+        ("refusal time, a flood of 32 entries with the real kid against a 1-key pinset (%s, %d verification)" % (
+            r["flood_reason"], r["flood_verified"]), round(r["flood_us"] / 1000, 1), None, "ms"),
+        ("refusal time, the worst bundle any pinset allows (16+16 keys, %s after %d verifications)" % (
+            r["worst_reason"], r["worst_verified"]), round(r["worst_us"] / 1000, 1), None, "ms"),
+        ("peak heap of fetch_update, one step over HTTP (min heapsize for load+fetch less for load)",
+         r["step_peak"], None, "B"),
+        ("peak heap of fetch_update walking 3 rotations over HTTP (%d requests), same" % r["walk_requests"],
+         r["walk_peak"], None, "B"),
+        ("  live heap between the walk's requests, first to last (the trusted state kept: small)",
+         r["walk_live"], None, "B"),
+        ("catch-up walk time, 3 rotations over HTTP on 127.0.0.1 (%d verifications), best of %d" % (
+            r["walk_verified"], r["walks"]), round(r["walk_us"] / 1000, 1), None, "ms"),
+        ("RAM retained by a catch-up walk, first / again", "%d / %d" % (r["walk_retained_first"],
+                                                                         r["walk_retained_again"]), None, "B"),
+        ("  certpin modules resident after the walks: %s" % (", ".join(r["walk_modules"]) or "none"), "", None, ""),
         ("RAM retained by the first update (qstrs interned once)", r["update_retained_first"], None, "B"),
         ("RAM retained by each later update", r["update_retained_steady"], 0, "B"),
         ("  certpin modules resident after 6 updates: %s" % (", ".join(r["modules_after_update"]) or "none"), "", None, ""),

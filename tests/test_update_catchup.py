@@ -91,7 +91,7 @@ def fetch(url, timeout=TIMEOUT):
 
 def test_site_layout_and_key_set_ids(sites):
     # the test-side builder and the device agree on key-set ids and catch-up URLs
-    from certpin import _catchup, _update
+    from certpin import _fetch, _update
 
     site, rel, _ = sites["rotations-1of1"]
     names = sorted(os.listdir(site.path("fleet.jws.d")))
@@ -102,8 +102,8 @@ def test_site_layout_and_key_set_ids(sites):
         u = json.loads(p)["update"]
         assert _update.keyset_id(u) == keyset_id(u["keys"], u["threshold"])
     assert _update.keyset_id({"keys": ["b", "a"], "threshold": 2}) != _update.keyset_id({"keys": ["a", "b"], "threshold": 1})
-    assert _catchup.catchup_url("http://h/p/fleet.jws?x=1#y", "ab") == "http://h/p/fleet.jws.d/ab.jws"
-    assert _catchup.catchup_url("https://h:8443/fleet.jws#f", "ab") == "https://h:8443/fleet.jws.d/ab.jws"
+    assert _fetch.catchup_url("http://h/p/fleet.jws?x=1#y", "ab") == "http://h/p/fleet.jws.d/ab.jws"
+    assert _fetch.catchup_url("https://h:8443/fleet.jws#f", "ab") == "https://h:8443/fleet.jws.d/ab.jws"
 
 
 def test_a_device_catches_up_in_one_call(runtime, tmp_path, sites):

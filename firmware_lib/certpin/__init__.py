@@ -24,7 +24,7 @@
 # module holds only what every connection needs (the DER walk, the loaded
 # Pinset, matching); the rest is resolved on use by __getattr__ below, and
 # the modules that run rarely (_load: validation, _report/_refuse: failures,
-# _update/_fetch/_catchup/_floor/_p256: updates, _patch: install()'s work) are
+# _update/_fetch/_floor/_p256: updates, _patch: install()'s work) are
 # dropped again after each call on a device. Measured: `make bench`.
 __version__ = "0.1.0"
 
@@ -308,7 +308,7 @@ def _use(name, fn, *args, **kw):
     finally:
         if sys.implementation.name == "micropython":
             g = globals()  # an import also binds the submodule here
-            for n in ("_load", "_report", "_refuse", "_installmsg", "_patch", "_update", "_fetch", "_catchup", "_p256", "_floor"):
+            for n in ("_load", "_report", "_refuse", "_installmsg", "_patch", "_update", "_fetch", "_p256", "_floor"):
                 sys.modules.pop("certpin." + n, None)
                 if n in g:
                     del g[n]

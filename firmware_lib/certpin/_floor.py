@@ -5,6 +5,10 @@
 # `issued` date of a pinset an update installed (signed) and the notBefore of
 # a certificate that matched a pin in a handshake that completed (the server
 # proved it holds the pinned key). Loaded for the rare write, then dropped.
+#
+# Also the install of a verified update (install(), save()): the writes of
+# certpin._update and certpin._fetch, kept apart from them so that the
+# connection path's floor moves do not load them with certpin._update.
 import os
 
 
@@ -22,3 +26,77 @@ def advance(ps, day):
             os.rename(t, fp)  # LittleFS: atomic; FAT: delete then rename, _load.read_floor reads the .tmp then
         except OSError:
             pass  # a full or read-only filesystem: the floor moved in RAM, the next move retries
+
+
+def install(path, data):
+    # Atomic on LittleFS and FAT alike: the new file is complete and read
+    # back before it takes the name; the old one is moved aside to path.bak
+    # first, so a power cut at any instant leaves path (old or new) or only
+    # path.bak (the old), which certpin._load.read() puts back. Once path.tmp
+    # has taken the name the new pinset IS installed: a path.bak that cannot
+    # be removed then is left behind (read() ignores it beside path; the next
+    # install removes it).
+    import hashlib
+
+    tmp = path + ".tmp"
+    bak = path + ".bak"
+    try:
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            h = hashlib.sha256()
+            buf = bytearray(256)
+            with open(tmp, "rb") as f:
+                while True:
+                    n = f.readinto(buf)
+                    if not n:
+                        break
+                    h.update(memoryview(buf)[:n])
+        except OSError:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            raise
+        if h.digest() != hashlib.sha256(data).digest():
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            _refused("%s read back differently from what was written: flash failing? The installed pinset is "
+                     "unchanged" % tmp)
+        try:
+            os.remove(bak)  # a stale one from an install that lost power or could not remove it
+        except OSError:
+            pass
+        os.rename(path, bak)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            os.rename(bak, path)  # if this fails too, path is missing and read() recovers path.bak
+            raise
+    except OSError as e:
+        _refused("cannot write %s (%s); the installed pinset is unchanged" % (path, e))
+    try:
+        os.remove(bak)
+    except OSError:
+        pass
+
+
+def save(path, data, new, day):
+    # Install data (the pinset new) at path and move the floor file up to day.
+    from certpin._load import floor_path, read_floor  # loaded already: an update is running
+
+    install(path, data)
+    new._fp = fp = floor_path(path)
+    new.floor = read_floor(fp)
+    if day:
+        advance(new, day)  # writes the floor file only if it moves
+
+
+def _refused(msg):
+    from certpin import UpdateError
+
+    e = UpdateError("pinset update refused (write_failed): " + msg)
+    e.reason = "write_failed"
+    raise e

@@ -150,13 +150,13 @@ def parse(text):
         if i >= 0:
             _fail("pinset", "not valid UTF-8 JSON text (syntax error at offset %d)", i)
         d = json.loads(t)
-    except PinsetError:
+    except (PinsetError, MemoryError):  # out of RAM: not a verdict on the file
         raise
-    except Exception as e:  # not text, not UTF-8, ValueError, RecursionError, MemoryError
+    except Exception as e:  # not text or bytes, ValueError, RecursionError
         _fail("pinset", "not valid UTF-8 JSON text (%s)", e.args[0] if e.args else type(e).__name__)
     try:
         return d, _validate(d)
-    except PinsetError:
+    except (PinsetError, MemoryError):
         raise
     except Exception as e:  # a shape no rule foresaw: refused all the same, as a PinsetError
         _fail("pinset", "cannot be read (%s: %s)", type(e).__name__, e)
@@ -201,7 +201,7 @@ def _update_section(d):
         try:
             der = a2b_base64(k) if isinstance(k, str) and not k.strip(
                 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") else b""
-        except Exception:
+        except ValueError:  # bad padding (binascii.Error is one); MemoryError is not a verdict
             der = b""
         if not der or b2a_base64(der)[:-1] != k.encode():
             _fail(f, "not standard base64 (with padding) of a DER SubjectPublicKeyInfo")

@@ -7,11 +7,12 @@
 #   verify(installed_bytes, bundle, today=None) -> (payload, pinset, same)
 #       the rules, pure: writes nothing (the host tool decides with it too)
 #   trust(installed_bytes, floor=None) -> (Trust, Pinset)
-#   step(trust, bundle, final, today=None, n=None) -> None | (payload, Pinset, Trust)
-#       one bundle against a Trust (the catch-up walk, certpin._catchup, runs it
-#       step by step); keyset_id(update) names a key set
+#   step(trust, [bundle], final, today=None, n=None) -> None | (payload, Pinset, Trust)
+#       one bundle against a Trust (the catch-up walk, certpin._fetch.walk,
+#       runs it step by step); keyset_id(update) names a key set
 #   update(bundle, path) -> Pinset
-#       verify against the file at path, then install atomically
+#       verify against the file at path, then install atomically (the
+#       writes are certpin._floor's)
 #
 # The rules run in a fixed order and the first that fails names itself in
 # UpdateError.reason. The signatures are checked before the payload is
@@ -23,7 +24,6 @@
 # Loaded for one update and dropped afterwards with _load and _p256.
 import hashlib
 import json
-import os
 import time
 from binascii import a2b_base64, b2a_base64, hexlify
 
@@ -60,6 +60,12 @@ def run(f, *a):
         # failed a write). A certpin.Error all the same, and the truth.
         _fail("write_failed", "the filesystem failed during the update (%s); the installed pinset is what "
               "certpin.load() reads now", e)
+    except MemoryError:
+        # Not a verdict on the bundle (the host tool would accept what a
+        # device short of RAM cannot read): say what happened.
+        _fail("memory", "not enough free RAM for the update (a bundle needs about 3 times its size, and the "
+              "update code about 20 KB); free some (gc.collect(), fewer objects) and try again; the installed "
+              "pinset is what certpin.load() reads now")
 
 
 def _json(b, what):
@@ -68,7 +74,9 @@ def _json(b, what):
     try:
         if _syntax(b) < 0:
             return json.loads(b)
-    except Exception:  # ValueError, MemoryError
+    except MemoryError:  # not a verdict on the bundle: run() says so
+        raise
+    except Exception:  # ValueError (and whatever else json raises on its input)
         pass
     _fail("not_jws", "%s is not JSON in strict UTF-8 (integers of at most 16 digits)", what)
 
@@ -84,7 +92,7 @@ def _b64url(s, what):
     _b64check(s, what)
     try:
         return a2b_base64(s.replace("-", "+").replace("_", "/") + "=" * (-len(s) % 4))
-    except Exception:
+    except ValueError:  # binascii.Error is one; MemoryError is not a verdict
         _fail("not_jws", "%s is not base64url without padding", what)
 
 
@@ -158,6 +166,7 @@ def keyset_id(u):
 
 
 def _signatures(p, sigs, keys, threshold, done, n, reason):
+    # p: the payload as it is in the bundle (base64url, ASCII bytes).
     # Rules 4/5 (the trusted keys, reason "threshold") and 6b (the new
     # pinset's own keys, reason "new_threshold"). done: {kid: True/False}
     # for keys already verified in this bundle, shared by both passes: a key
@@ -194,7 +203,7 @@ def _signatures(p, sigs, keys, threshold, done, n, reason):
                 else:
                     md = hashlib.sha256(h.encode())
                     md.update(b".")
-                    md.update(p.encode())
+                    md.update(p)
                     if n is not None:
                         n[0] += 1
                     ok = verify(public_key(a2b_base64(keys[kids.index(k)])), md.digest(), sig)
@@ -220,15 +229,15 @@ def _signatures(p, sigs, keys, threshold, done, n, reason):
 
 class Trust:
     # What a device trusts, small: never a pinset's text beside a bundle.
-    #   serial, expires, floor: of the trusted pinset (floor: the latest
-    #     authenticated date: the floor file, issued dates)
+    #   serial, floor: of the trusted pinset (floor: the latest authenticated
+    #     date: the floor file, issued dates)
     #   keys, threshold, id: its update keys (lines), threshold, keyset_id;
     #     None, 0, None without an update section
     #   url: its update.url or None
     #   digest: SHA-256 of its file's bytes (rule 2a compares payloads with it)
     def __init__(self, digest, d, ps, floor):
         u = d.get("update")
-        self.serial, self.expires, self.digest = ps.serial, ps.expires, digest
+        self.serial, self.digest = ps.serial, digest
         self.floor = ps.floor if floor is None or ps.floor and ps.floor > floor else floor
         self.keys = u["keys"] if u else None
         self.threshold = u["threshold"] if u else 0
@@ -247,14 +256,15 @@ def trust(installed, floor=None):
     return t, ps
 
 
-def step(t, bundle, final, today=None, n=None):
+def step(t, box, final, today=None, n=None):
     """One bundle against the Trust t: None when its payload is the trusted
     file itself (rule 2a), else (payload bytes, new Pinset, new Trust), else
-    UpdateError. final: rule 8 applies (the release an update ends on);
-    today (Y, M, D) overrides the date rule 8 judges by; n: [count of P-256
-    verifications], increased."""
-    p, sigs = parse_bundle(bundle)
-    bundle = None
+    UpdateError. box: [the bundle (bytes or str)], emptied once it is read
+    (so that only its parts stay in RAM, not the bundle too). final: rule 8
+    applies (the release an update ends on); today (Y, M, D) overrides the
+    date rule 8 judges by; n: [count of P-256 verifications], increased."""
+    p, sigs = parse_bundle(box[0])
+    box[0] = None
     # The trusted file itself (a device polling update.url after it updated,
     # also after a signing-key rotation the bundle's signers are no longer
     # trusted for): a no-op, whoever signed it, since nothing changes. The
@@ -270,6 +280,7 @@ def step(t, bundle, final, today=None, n=None):
         _fail("no_serial", "the installed pinset has no \"serial\", so a replay could not be told from an update: "
               "flash a pinset with a serial over USB (certpin flash)")
     done = {}
+    p = p.encode()  # the signing inputs' payload part, once for every verification
     try:
         _signatures(p, sigs, t.keys, t.threshold, done, n, "threshold")
     except UpdateError as e:
@@ -317,7 +328,7 @@ def verify(installed, bundle, today=None):
     is a PinsetError. Writes nothing.
     """
     t, cur = trust(installed)
-    r = step(t, bundle, True, today)
+    r = step(t, [bundle], True, today)
     if r is None:
         return bytes(installed.encode() if isinstance(installed, str) else installed), cur, True
     return r[0], r[1], False
@@ -332,59 +343,6 @@ def _today(floor):
     return floor if floor and floor > t else t
 
 
-def install(path, data):
-    # Atomic on LittleFS and FAT alike: the new file is complete and read
-    # back before it takes the name; the old one is moved aside to path.bak
-    # first, so a power cut at any instant leaves path (old or new) or only
-    # path.bak (the old), which certpin._load.read() puts back. Once path.tmp
-    # has taken the name the new pinset IS installed: a path.bak that cannot
-    # be removed then is left behind (read() ignores it beside path; the next
-    # install removes it).
-    tmp = path + ".tmp"
-    bak = path + ".bak"
-    try:
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            h = hashlib.sha256()
-            buf = bytearray(256)
-            with open(tmp, "rb") as f:
-                while True:
-                    n = f.readinto(buf)
-                    if not n:
-                        break
-                    h.update(memoryview(buf)[:n])
-        except OSError:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
-            raise
-        if h.digest() != hashlib.sha256(data).digest():
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
-            _fail("write_failed", "%s read back differently from what was written: flash failing? "
-                  "The installed pinset is unchanged", tmp)
-        try:
-            os.remove(bak)  # a stale one from an install that lost power or could not remove it
-        except OSError:
-            pass
-        os.rename(path, bak)
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            os.rename(bak, path)  # if this fails too, path is missing and read() recovers path.bak
-            raise
-    except OSError as e:
-        _fail("write_failed", "cannot write %s (%s); the installed pinset is unchanged", path, e)
-    try:
-        os.remove(bak)
-    except OSError:
-        pass
-
-
 def installed(path):
     # (Trust, Pinset) of the pinset file at path and its floor file.
     try:
@@ -397,29 +355,17 @@ def installed(path):
     return t, ps
 
 
-def save(path, data, new, day):
-    # Install data (the pinset new) at path and move the floor file up to day.
-    install(path, data)
-    new._fp = fp = floor_path(path)
-    new.floor = read_floor(fp)
-    if day:
-        try:
-            from certpin._floor import advance
-
-            advance(new, day)  # writes the floor file only if it moves
-        except OSError:  # _floor cannot be read (a failing flash): the floor moves in RAM, as advance() does then
-            new.floor = day
-
-
 def update(bundle, path="/certpin.json"):
     return run(_apply, bundle, path)
 
 
 def _apply(bundle, path):
     t, cur = installed(path)
-    r = step(t, bundle, True)
+    r = step(t, [bundle], True)
     if r is None:
         return cur
     # The floor never goes back: the old pinset's floor, moved up to the new issued date.
+    from certpin._floor import save
+
     save(path, r[0], r[1], r[2].floor)
     return r[1]
