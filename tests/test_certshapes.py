@@ -389,8 +389,8 @@ def test_live_server_commands(name, live, files, capsys, tmp_path):
         assert r.status == 0, r
         assert json.load(open(out))["hosts"]["localhost"]["pins"] == [shape.pin, files["backup_pin"]]
     # certpin verify: the printed pin is accepted exactly when a device can check the certificate
-    r = run(capsys, "verify", _pinset(tmp_path, [shape.pin, SPARE]), "--cafile", ca, "--host", "127.0.0.1",
-            "--port", s.port, "--json")
+    r = run(capsys, "verify", _pinset(tmp_path, [shape.pin, SPARE]), "--cafile", ca,
+            "--connect-to", "::127.0.0.1:%d" % s.port, "--json")
     assert r.status == (0 if device_can else 1) and "Traceback" not in r.err, r
     (h,) = r.json()["hosts"]
     assert h["status"] == ("accepted" if device_can else "refused"), h
@@ -401,7 +401,7 @@ def test_live_server_commands(name, live, files, capsys, tmp_path):
     others = [p for p in (leaf["reencoded_spki_sha256"], leaf["openssl_spki_sha256"]) if p]
     if others and device_can:
         r = run(capsys, "verify", _pinset(tmp_path, others + [SPARE], "other.json"), "--cafile", ca,
-                "--host", "127.0.0.1", "--port", s.port)
+                "--connect-to", "::127.0.0.1:%d" % s.port)
         assert r.status == 1 and "REFUSED" in r.out, r
         assert "as tools that re-encode it print it" in r.out and shape.pin in r.out, r
 
@@ -502,7 +502,7 @@ def test_host_commands_against_mbedtls_servers(mbedtls_live, files, capsys, tmp_
         else:
             assert r.err.startswith("certpin: pinset: "), (name, r)
         r = run(capsys, "verify", _pinset(tmp_path, [shape.pin, SPARE]), "--cafile", files["ca"],
-                "--host", "127.0.0.1", "--port", port)
+                "--connect-to", "::127.0.0.1:%d" % port)
         assert r.status in (0, 1) and "Traceback" not in r.err, (name, r)
 
 

@@ -6,6 +6,7 @@ import pytest
 from support.cli import run, run_subprocess
 from support.jws import b64url
 from support.signing import Key, bundle, fake_pin, pinset_doc, today, write_pinset
+from support.vboard_fixtures import vboard  # noqa: F401
 
 
 @pytest.fixture
@@ -191,3 +192,49 @@ def test_scriptable_as_a_subprocess(tmp_path, keys):
     bad = run_subprocess("pinset", "check-update", tmp_path / "bad.jws", "--current", cur)
     assert (ok.status, bad.status) == (0, 1), (ok, bad)
     assert ok.err == "" and bad.err == ""
+
+
+# ---------------------------------------------------------------- issue 18: what the file is; the board's own state
+
+
+def test_a_plain_pinset_is_not_a_bundle_and_it_says_what_to_run(capsys, tmp_path, keys):
+    cur = write_pinset(tmp_path / "cur.json", 1, keys=keys[:2])
+    new = write_pinset(tmp_path / "new.json", 2, keys=keys[:2])
+    r = run(capsys, "pinset", "check-update", new, "--current", cur)
+    assert r.status == 2 and "is a pinset (serial 2), not a signed bundle" in r.err and "pinset sign" in r.err, r
+    # and the other way round: lint on a bundle
+    (tmp_path / "b.jws").write_bytes(bundle(pinset_bytes(2, keys=keys[:2]), [keys[0]]))
+    r = run(capsys, "pinset", "lint", tmp_path / "b.jws")
+    assert r.status == 2 and "is a signed bundle (JWS, of serial 2), not a pinset" in r.err, r
+    assert "check-update" in r.err
+
+
+def test_the_boards_own_pinset_and_floor_win_over_a_stale_current(capsys, tmp_path, keys, vboard):
+    import os
+
+    b = vboard()
+    a = keys[0]
+    v1, v2, v3 = (pinset_bytes(n, keys=keys[:2]) for n in (1, 2, 3))
+    stale = tmp_path / "installed.json"
+    stale.write_bytes(v1)  # what the operator believes the fleet holds
+    with open(os.path.join(b.root, "certpin.json"), "wb") as f:
+        f.write(v3)  # what the board holds
+    (tmp_path / "v2.jws").write_bytes(bundle(v2, [a]))
+    r = run(capsys, "pinset", "check-update", tmp_path / "v2.jws", "--current", stale)
+    assert r.status == 0 and "installs it" in r.out, r  # the stale file says yes ...
+    r = run(capsys, "pinset", "check-update", tmp_path / "v2.jws", "--current", stale, "--port", b.port)
+    assert r.status == 1 and "(rollback)" in r.out and "the board on %s" % b.port in r.out, r  # ... the board no
+    assert "NOTE: the board's pinset (serial 3) is not --current" in r.err, r
+    # the board's time floor judges expiry, as the board does
+    (tmp_path / "v4.jws").write_bytes(bundle(pinset_bytes(4, keys=keys[:2], expires=today(20)), [a]))
+    assert run(capsys, "pinset", "check-update", tmp_path / "v4.jws", "--port", b.port).status == 0
+    with open(os.path.join(b.root, "certpin.floor"), "w") as f:
+        f.write(today(30) + "\n")
+    r = run(capsys, "pinset", "check-update", tmp_path / "v4.jws", "--port", b.port, "--json")
+    assert r.status == 1 and r.json()["reason"] == "expired", r
+    # a board with no pinset installs no update
+    os.remove(os.path.join(b.root, "certpin.json"))
+    r = run(capsys, "pinset", "check-update", tmp_path / "v4.jws", "--port", b.port)
+    assert r.status == 1 and "has no pinset" in r.err, r
+    r = run(capsys, "pinset", "check-update", tmp_path / "v4.jws")
+    assert r.status == 2 and "--port" in r.err, r

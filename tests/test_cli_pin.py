@@ -178,12 +178,31 @@ def test_insecure_shows_chain_with_loud_warning(pki, serve, capsys):
     assert "NOT VERIFIED" in r.out
 
 
-def test_servername_is_checked_against_the_certificate(pki, serve, capsys):
+def test_connect_to_checks_the_named_host_at_another_address(pki, serve, capsys):
+    """(issue 18: --connect-to HOST:PORT:ADDR:PORT replaces --servername)"""
     s = serve(pki.genuine)
-    ok = run(capsys, "pin", "127.0.0.1:%d" % s.port, "--servername", "localhost", "--cafile", pki.path("root.pem"))
+    ok = run(capsys, "pin", "localhost", "--connect-to", "localhost:443:127.0.0.1:%d" % s.port,
+             "--cafile", pki.path("root.pem"))
     assert ok.status == 0, ok
-    bad = run(capsys, "pin", "127.0.0.1:%d" % s.port, "--servername", "example.org", "--cafile", pki.path("root.pem"))
-    assert bad.status == 2 and "did not verify" in bad.err
+    assert pins_of(ok)[0] == pki.genuine.pin and "# localhost (verified" in ok.out
+    bad = run(capsys, "pin", "example.org", "--connect-to", "::127.0.0.1:%d" % s.port,
+              "--cafile", pki.path("root.pem"))
+    assert bad.status == 2 and "did not verify" in bad.err and "example.org:443 (at 127.0.0.1:%d)" % s.port in bad.err
+    # a rule for another host or port does not apply: the target itself is dialled (nothing listens on 443)
+    r = run(capsys, "pin", "localhost:%d" % s.port, "--connect-to", "other.example:%d:127.0.0.2:1" % s.port,
+            "--connect-to", "localhost:1:127.0.0.2:1", "--cafile", pki.path("root.pem"))
+    assert r.status == 0, r
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--servername", "localhost"], "--servername was replaced by --connect-to HOST:PORT:ADDR:PORT"),
+    (["--connect-to", "localhost:443:127.0.0.1"], "4 fields"),
+    (["--connect-to", "localhost:https:127.0.0.1:8443"], "not a port number"),
+    (["--connect-to", "localhost:443:[::1:8443"], "missing ']'"),
+])
+def test_connect_to_mistakes_are_usage_errors(capsys, argv, words):
+    r = run(capsys, "pin", "localhost", *argv)
+    assert r.status == 2 and r.err.startswith("certpin: pin: ") and words in r.err, r
 
 
 def test_closed_port(capsys, pki):
@@ -195,7 +214,7 @@ def test_closed_port(capsys, pki):
     sock.close()
     r = run(capsys, "pin", "127.0.0.1:%d" % port, "--cafile", pki.path("root.pem"))
     assert r.status == 2
-    assert "connection refused" in r.err
+    assert "connection refused by 127.0.0.1:%d" % port in r.err and "OSError" not in r.err, r
 
 
 def test_end_to_end_subprocess(pki, serve):
@@ -217,8 +236,9 @@ def test_keygen_mode_0600_and_pin(capsys, tmp_path, kind, extra, key_type):
     r = run(capsys, "keygen", path, "--type", kind, *extra)
     assert r.status == 0, r
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    pin = r.out.strip()
+    pin, label = r.out.strip().split("  ", 1)  # (issue 18) the pin, then what it is
     assert pin.startswith("sha256/") and len(pin) == 51
+    assert label == "backup pin of %s (%s): put it in the pinset, keep the key offline" % (path, key_type)
     again = run(capsys, "pin", path, "--json")
     assert again.json()[0]["spki_sha256"] == pin and again.json()[0]["key"] == key_type
     assert "OFFLINE" in r.err
@@ -237,7 +257,7 @@ def test_keygen_public_file(capsys, tmp_path):
     path, pub = str(tmp_path / "b.pem"), str(tmp_path / "b.pub.pem")
     r = run(capsys, "keygen", path, "--public", pub)
     assert r.status == 0, r
-    assert pins_of(run(capsys, "pin", pub)) == [r.out.strip()]
+    assert pins_of(run(capsys, "pin", pub)) == [r.out.split()[0]]
     assert stat.S_IMODE(os.stat(pub).st_mode) == 0o644
 
 

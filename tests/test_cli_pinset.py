@@ -128,12 +128,33 @@ def test_add_adds_replaces_and_bumps_serial(capsys, tmp_path):
     assert "serial 1 -> 2" in r.out and "added" in r.out
     data = load(path)
     assert data["serial"] == 2 and set(data["hosts"]) == {"a.example.com", "b.example.com"}
-    r = run(capsys, "pinset", "add", path, "A.EXAMPLE.COM", "--pin", P3, "--pin", C1, "--expires", soon(50))
-    assert r.status == 0 and "replaced" in r.out
+    # (issue 18) an existing host: the pins are appended, as OkHttp's add() does; --replace replaces the entry
+    r = run(capsys, "pinset", "add", path, "A.EXAMPLE.COM", "--pin", P3, "--pin", P1, "--expires", soon(50))
+    assert r.status == 0 and "appended to host a.example.com: 1 new pin(s), 3 in all" in r.out, r
     data = load(path)
     assert data["serial"] == 3 and data["expires"] == soon(50)
-    assert data["hosts"]["a.example.com"] == {"pins": [P3, C1]}
+    assert data["hosts"]["a.example.com"] == {"pins": [P1, P2, P3]}
+    r = run(capsys, "pinset", "add", path, "a.example.com", "--pin", P3, "--pin", C1, "--replace")
+    assert r.status == 0 and "replaced host a.example.com" in r.out, r
+    data = load(path)
+    assert data["serial"] == 4 and data["hosts"]["a.example.com"] == {"pins": [P3, C1]}
     assert list(data["hosts"]) == sorted(data["hosts"])  # stable order
+    certpin.loads(open(path).read())
+
+
+def test_add_one_spare_to_a_host_and_ports(capsys, tmp_path):
+    path = str(tmp_path / "pins.json")
+    assert run(capsys, "pinset", "new", path, "a.example.com", "--pin", P1, "--pin", P2, "--port", "8883").status == 0
+    assert load(path)["hosts"]["a.example.com"] == {"pins": [P1, P2], "ports": [8883]}
+    # one pin is enough when the host already has its backup
+    r = run(capsys, "pinset", "add", path, "a.example.com", "--pin", P3, "--port", "443", "--report-only")
+    assert r.status == 0, r
+    assert load(path)["hosts"]["a.example.com"] == {"pins": [P1, P2, P3], "report_only": True, "ports": [8883, 443]}
+    # --replace takes the flags as given, and a single pin is then refused again
+    r = run(capsys, "pinset", "add", path, "a.example.com", "--pin", P3, "--replace")
+    assert r.status == 2 and "backup" in r.err and load(path)["serial"] == 2, r
+    r = run(capsys, "pinset", "add", path, "b.example.com", "--pin", P1, "--pin", P2, "--port", "0")
+    assert r.status == 2 and "port" in r.err, r
     certpin.loads(open(path).read())
 
 
@@ -207,6 +228,24 @@ def test_from_server_updates_existing_file(capsys, tmp_path, pki, serve):
     assert r.status == 0, r
     data = load(path)
     assert data["serial"] == 2 and set(data["hosts"]) == {"a.example.com", "127.0.0.1"}
+
+
+def test_from_server_connect_to_and_ports(capsys, tmp_path, pki, serve):
+    """--connect-to (issue 18, replaces --connect): the pinned name is checked at another address; a port
+    other than 443 is written as the host's "ports" (what `certpin verify` checks)."""
+    s = serve(pki.genuine)
+    b1 = str(tmp_path / "b1.pem")
+    run(capsys, "keygen", b1)
+    path = str(tmp_path / "pins.json")
+    r = run(capsys, "pinset", "from-server", path, "localhost:8883", "--connect-to",
+            "localhost:8883:127.0.0.1:%d" % s.port, "--cafile", pki.path("root.pem"), "--backup", b1)
+    assert r.status == 0, r
+    entry = load(path)["hosts"]["localhost"]
+    assert entry["pins"][0] == pki.genuine.pin and entry["ports"] == [8883]
+    r = run(capsys, "verify", path, "--connect-to", "localhost:8883:127.0.0.1:%d" % s.port, "--json")
+    assert r.status == 0 and [h["port"] for h in r.json()["hosts"]] == [8883], r
+    r = run(capsys, "pinset", "from-server", path, "localhost", "--connect", "127.0.0.1", "--backup", b1)
+    assert r.status == 2 and "--connect-to localhost:443:127.0.0.1:443" in r.err, r
 
 
 def test_from_server_refuses_unverified_and_missing_backup(capsys, tmp_path, pki, serve):
@@ -340,12 +379,34 @@ def test_lint_expiry(capsys, tmp_path):
 
 
 def test_lint_subdomains_on_public_suffix(capsys, tmp_path):
-    for suffix in ("com", "co.uk", "github.io"):
+    # the maintained Public Suffix List (private section too: hobby-IoT dynamic DNS and free domains)
+    for suffix in ("com", "co.uk", "github.io", "ddns.net", "eu.org", "duckdns.org", "kawasaki.jp"):
         r, findings = lint_text(capsys, tmp_path, good(**{suffix: {"pins": [P1, P2], "subdomains": True}}))
         assert r.status == 1 and has(findings, "error", "public suffix", suffix), findings
-        assert has(findings, "error", "partial", suffix)
-    r, findings = lint_text(capsys, tmp_path, good(**{"example.co.uk": {"pins": [P1, P2], "subdomains": True}}))
-    assert r.status == 0 and findings == []
+        assert has(findings, "error", "Public Suffix List", suffix)
+    for name in ("example.co.uk", "mything.ddns.net", "foo.eu.org"):
+        r, findings = lint_text(capsys, tmp_path, good(**{name: {"pins": [P1, P2], "subdomains": True}}))
+        assert r.status == 0 and findings == [], (name, findings)
+
+
+@pytest.mark.parametrize("suffix", ["ddns.net", "eu.org", "co.uk"])
+def test_new_and_add_refuse_subdomains_on_the_public_suffix_list(capsys, tmp_path, suffix):
+    path = str(tmp_path / "p.json")
+    r = run(capsys, "pinset", "new", path, suffix, "--pin", P1, "--pin", P2, "--subdomains")
+    assert r.status == 2 and "public suffix" in r.err, r
+    assert run(capsys, "pinset", "new", path, "a.example.com", "--pin", P1, "--pin", P2).status == 0
+    r = run(capsys, "pinset", "add", path, suffix, "--pin", P1, "--pin", P2, "--subdomains")
+    assert r.status == 2 and "public suffix" in r.err, r
+
+
+def test_lint_ports(capsys, tmp_path):
+    r, findings = lint_text(capsys, tmp_path, good(**{"mqtt.example.com": {"pins": [P1, P2], "ports": [8883, 443]}}))
+    assert r.status == 0 and findings == [], findings
+    for bad, words in (([], "1 to 16"), ([0], "not a port"), ([443, 443], "twice"), (["443"], "not a port"),
+                       (443, "must be a list")):
+        r, findings = lint_text(capsys, tmp_path, good(**{"mqtt.example.com": {"pins": [P1, P2], "ports": bad}}))
+        assert r.status == 1 and has(findings, "error", words, "mqtt.example.com"), (bad, findings)
+        assert has(findings, "error", "a device refuses this file"), findings  # the device loader agrees
 
 
 def test_lint_report_only_and_missing_serial_expires_are_warnings(capsys, tmp_path):

@@ -215,13 +215,13 @@ def test_a_release_the_newest_refuses_is_refused_even_with_force_naming_who_coul
 
 
 def test_no_more_than_max_steps_rotations_publish_refuses_the_release_a_device_cannot_walk(capsys, tmp_path, site):
-    from certpin import _catchup
+    from certpin import _fetch
 
     # MAX_STEPS + 1 releases, each rotating to a fresh 1-of-1 key (signed by the old key and
     # the new): from release 1 the newest is MAX_STEPS + 1 catch-up requests away, more than
     # a device makes in one call; from release 2 exactly MAX_STEPS
     ref = Site(site)
-    keys = [jws.new_key() for _ in range(_catchup.MAX_STEPS + 1)]
+    keys = [jws.new_key() for _ in range(_fetch.MAX_STEPS + 1)]
     f = Fleet()
     f.release([keys[0]], 1, [keys[0]])
     ref.publish(f.made[-1][2])
@@ -237,10 +237,10 @@ def test_no_more_than_max_steps_rotations_publish_refuses_the_release_a_device_c
     doc = r.json()
     assert doc["stranded"] == [1] and doc["already_stranded"] == [] and doc["status"] == "refused"
     v = doc["reach"][0]
-    assert v["reason"] == "catchup" and "more than %d catch-up steps" % _catchup.MAX_STEPS in v["message"]
-    assert len(v["requests"]) == _catchup.MAX_STEPS + 1
+    assert v["reason"] == "catchup" and "more than %d catch-up steps" % _fetch.MAX_STEPS in v["message"]
+    assert len(v["requests"]) == _fetch.MAX_STEPS + 1
     assert all(v["reaches"] for v in doc["reach"][1:])
-    assert len(doc["reach"][1]["requests"]) == _catchup.MAX_STEPS + 1  # the newest, then MAX_STEPS catch-up files
+    assert len(doc["reach"][1]["requests"]) == _fetch.MAX_STEPS + 1  # the newest, then MAX_STEPS catch-up files
     # --force publishes it (devices holding serial 1 need a USB flash, or a second call)
     r = publish(capsys, tmp_path, site, serial, last, "--force")
     assert r.status == 0 and "--force: devices holding serial 1 could not reach" in r.out, r

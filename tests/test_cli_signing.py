@@ -59,7 +59,8 @@ def test_keygen_signing_makes_a_private_p256_key_and_prints_its_line_and_kid(cap
     path = tmp_path / "sign.pem"
     r = run(capsys, "keygen", "--signing", path, "--public", tmp_path / "sign.pub.pem")
     assert r.status == 0, r
-    line, kid = r.out.split()
+    (line, what_line), (kid, what_kid) = [x.split("  ", 1) for x in r.out.splitlines()]  # labelled (issue 18)
+    assert what_line.startswith("update.keys line of ") and what_kid.startswith("kid of ")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     key = serialization.load_pem_private_key(read(path), None)
     assert isinstance(key.curve, ec.SECP256R1)
@@ -630,3 +631,14 @@ def test_lint_agrees_with_device_on_random_update_sections(keys):
             own = [f for f in lint.lint_pinset_text(text) if f.level == "error" and "a device refuses" not in f.message]
             assert own, doc
     assert refused > 150  # the pools reach the device's refusals
+
+
+def test_sign_warns_when_the_signing_key_is_a_host_pin(capsys, tmp_path, keys):
+    """(issue 18) a TLS key used as a signing key: its pin is also a host's pin in the pinset."""
+    a, b = keys[0], keys[1]
+    path = write_pinset(tmp_path / "p.json", 3, keys=[b], hosts={"api.example.com": {"pins": [a.kid, fake_pin(1)]}})
+    r = run(capsys, "pinset", "sign", path, "--key", a.path, "-o", tmp_path / "p.jws")
+    assert r.status == 0, r
+    assert "WARNING" in r.err and "is the key pinned for api.example.com" in r.err, r
+    r = run(capsys, "pinset", "sign", path, "--key", b.path, "-o", tmp_path / "q.jws")
+    assert r.status == 0 and "is the key pinned for" not in r.err, r

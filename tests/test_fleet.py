@@ -22,7 +22,7 @@ DEVICES, RELEASES, ROTATIONS, SERVER_ROTATIONS = 28, 8, (3, 6), (5,)
 
 @pytest.mark.parametrize("which", ["cpython", "micropython", "mp1.28-32"])
 def test_a_small_fleet_strands_nobody_and_work_grows_with_rotations_missed(tmp_path, which):
-    from certpin import _catchup
+    from certpin import _fetch
 
     runtime = firmware(which).path if which.startswith("mp1") else which
     lines = []
@@ -39,7 +39,7 @@ def test_a_small_fleet_strands_nobody_and_work_grows_with_rotations_missed(tmp_p
         assert r["ok"] and r["serial"] is not None, r
         # one request for the newest release, then at most one per key set it passes and
         # one that ends the walk: a device that missed no rotation makes exactly one
-        assert r["requests"] <= r["rotations_missed"] + 2 <= _catchup.MAX_STEPS + 2, r
+        assert r["requests"] <= r["rotations_missed"] + 2 <= _fetch.MAX_STEPS + 2, r
         if r["rotations_missed"] == 0:
             assert r["requests"] == 1 and r["paths"] == ["/fleet.jws"], r
         assert r["verifies"] <= 5 * r["requests"], r  # at most one per key of the old and new sets

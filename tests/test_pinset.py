@@ -55,6 +55,21 @@ def test_loads_valid():
         (doc(hosts={"api.example.com.": {"pins": [P1]}}), "trailing dot"),
         (doc(hosts={"bad host": {"pins": [P1]}}), "host name"),
         (doc(hosts={"10.0.0.1": {"pins": [P1], "subdomains": True}}), "IP literal"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": []}}), "ports"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": [0]}}), "ports"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": [65536]}}), "ports"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": [-443]}}), "ports"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": [True]}}), "ports"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": ["443"]}}), "ports"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": 443}}), "ports"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": None}}), "ports"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": [443, 443]}}), "ports"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": list(range(1, 18))}}), "ports"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": [10 ** 20]}}), "ports"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": [1]}}).replace("[1]", "[1.0]"), "not valid UTF-8 JSON"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": [1]}}).replace("[1]", "[1e3]"), "not valid UTF-8 JSON"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "ports": [1]}}).replace("[1]", "[0443]"), "not valid UTF-8 JSON"),
+        (doc(hosts={"api.example.com": {"pins": [P1], "port": [443]}}), "unknown key 'port'"),
         ("[]", "JSON object"),
         ("{", "not valid UTF-8 JSON"),
         (b"\xff\xfe{", "not valid UTF-8 JSON"),
@@ -147,6 +162,8 @@ def test_both_runtimes_validate_alike(tmp_path):
     cases.append({"text": doc()})
     cases.append({"text": json.dumps({"format": 1, "hosts": {
         "example.com": {"pins": [P1], "subdomains": True}, "10.0.0.1": {"pins": [C1]}}})})
+    cases.append({"text": json.dumps({"format": 1, "hosts": {
+        "api.example.com": {"pins": [P1, P2], "ports": [443, 8883]}, "10.0.0.1": {"pins": [C1], "ports": [65535, 1]}}})})
     path = tmp_path / "cases.json"
     path.write_text(json.dumps(cases))
     results = {}

@@ -324,12 +324,13 @@ def main():
                        "--update-key", os.path.join(work, "sign-1.pub.pem"), "--update-url", updates.url], work)
         note(read(pins).rstrip())
         run(CERTPIN + ["pinset", "lint", pins], work)
-        run(CERTPIN + ["verify", pins, "--host", "127.0.0.1", "--port", str(genuine.port), "--cafile", cafile], work)
-        print("  ... and the attacker, even with its rogue CA trusted (a compromised CA): only the pins refuse it")
+        run(CERTPIN + ["verify", pins, "--connect-to", "::127.0.0.1:%d" % genuine.port, "--cafile", cafile], work)
+        print("  ... and the attacker, as a device given cadata that trusts its rogue CA (a compromised CA): only the\n"
+              "  pins refuse it")
         both = os.path.join(work, "genuine-and-rogue-ca.pem")
         with open(both, "wb") as f:
             f.write(pki.root_pem + read(pki.path("rogue-root.pem"), "rb"))
-        run(CERTPIN + ["verify", pins, "--host", "127.0.0.1", "--port", str(attacker.port), "--cafile", both],
+        run(CERTPIN + ["verify", pins, "--connect-to", "::127.0.0.1:%d" % attacker.port, "--cadata", both],
             work, expect=1)
 
         say("7. sign the pinset, as an operator releases every pinset, and publish the bundle")
@@ -354,7 +355,7 @@ def main():
 
         say("10. the genuine server rotates to its backup key (a certificate for backup-1.pem from the genuine CA)")
         serve_leaf(genuine, pki.issue_for_key("backup-1", read(backup1, "rb")), pki.dir)
-        run(CERTPIN + ["verify", pins, "--host", "127.0.0.1", "--port", str(genuine.port), "--cafile", cafile], work)
+        run(CERTPIN + ["verify", pins, "--connect-to", "::127.0.0.1:%d" % genuine.port, "--cafile", cafile], work)
         note("the board now runs its example on and on, as a device in the field does (attempts 0: forever):")
         running = RunningExample(example_cmd(port, work, {"host": "localhost", "port": genuine.port, "attempts": 0},
                                              "running"), work)

@@ -2,12 +2,14 @@
 # through the libraries it already uses (requests, mip, asyncio, MQTT clients).
 #
 # This module is also what install() puts where those libraries find the
-# firmware's TLS module: sys.modules["tls"] ("ssl" on v1.22, whose C module
-# has that name) and sys.modules["ussl"] (old libraries such as umqtt.simple
-# 1.3.4 import it; v1.23+ firmware has none). Its SSLContext gives each client
-# connection to certpin's pinned SSLContext whatever verify_mode the library
-# set (requests sets CERT_NONE); hosts outside the pinset are refused or, with
-# others="ca", CA-validated. Server contexts are the firmware's own, untouched.
+# firmware's TLS module: sys.modules["tls"] and ["ussl"] from v1.23 (old
+# libraries such as urequests and umqtt.simple 1.3.4 import ussl, which v1.23+
+# firmware has not), ["ssl"] and ["ussl"] on v1.19-v1.22, whose C module has
+# those names (_patch.py). Its SSLContext gives each client connection to
+# certpin's pinned SSLContext whatever verify_mode the library set (requests
+# sets CERT_NONE); hosts outside the pinset are refused or, with others="ca",
+# CA-validated. Server contexts are the firmware's own, untouched. Firmware
+# without SSLContext (v1.19-v1.21) has only wrap_socket, and so has this.
 #
 # What stays resident is only this stand-in and the policy; install() and
 # uninstall() do their work in _patch.py, loaded for the call and dropped on a
@@ -31,25 +33,34 @@ _FAILED = const(4)
 _NO_HOST = const(5)
 _UNPINNED = const(6)
 _CA_FAILED = const(7)
+_SUBCLASS = const(8)
 
 _tls = sys.modules["certpin"]  # certpin's TLS layer: its `tls` is the firmware's module, bound before any install()
 
-_policy = None  # (pinset, cadata, others) | the exception install() failed with | None
-_saved = None  # while installed: [(sys.modules key, previous entry or None)]
+_policy = None  # (pinset, cadata, others, old firmware) | the exception install() failed with | None
+# While installed: [(sys.modules key, previous entry or None)], and for each
+# class install() made refuse (_sub): (the class, "__init__" or "wrap_socket",
+# its own one or None).
+_saved = None
 
 
 class SSLContext:
     # Servers get the firmware's context (passes through untouched); TLS
     # clients get this pinned one; anything else (a DTLS client) is refused.
-    def __new__(cls, protocol):
+    # A class derived from this one (after install()) makes pinned clients
+    # only: its __init__ may take other arguments, and passes the protocol on.
+    def __new__(cls, *a, **k):
         t = _tls.tls
-        if protocol == t.PROTOCOL_TLS_CLIENT:
+        p = a[0] if a else None
+        if cls is not SSLContext or p == t.PROTOCOL_TLS_CLIENT:
             return object.__new__(cls)
-        if protocol == t.PROTOCOL_TLS_SERVER or protocol == getattr(t, "PROTOCOL_DTLS_SERVER", None):
-            return t.SSLContext(protocol)
-        raise Error(_why(_DTLS, protocol))
+        if p == t.PROTOCOL_TLS_SERVER or p == getattr(t, "PROTOCOL_DTLS_SERVER", None):
+            return t.SSLContext(p)
+        raise Error(_why(_DTLS, p))
 
     def __init__(self, protocol):
+        if protocol != _tls.tls.PROTOCOL_TLS_CLIENT:  # from a derived class: a server or DTLS context
+            raise Error(_why(_DTLS, protocol))
         self.verify_mode = _tls.tls.CERT_REQUIRED  # kept for callers that read it; never used
         self._cert = None
 
@@ -78,17 +89,46 @@ class SSLContext:
             raise
 
 
+if not hasattr(_tls.tls, "SSLContext"):  # v1.19-v1.21: the firmware has none, so neither has its stand-in
+    del SSLContext
+
+
 def wrap_socket(sock, server_side=False, key=None, cert=None, cert_reqs=None, cadata=None, server_hostname=None, do_handshake=True):
-    # The module-level ssl.wrap_socket of old libraries (umqtt.simple 1.3.4).
+    # The module-level wrap_socket of firmware < 1.23 and of the libraries
+    # written for it (urequests, umqtt.simple 1.3.4). Clients are pinned; a
+    # server is the firmware's own, untouched.
     t = _tls.tls
-    c = SSLContext(t.PROTOCOL_TLS_SERVER if server_side else t.PROTOCOL_TLS_CLIENT)
-    if key or cert:
-        c.load_cert_chain(cert, key)
     if server_side:
+        if hasattr(t, "wrap_socket"):  # firmware < 1.23: its own C function (1.19 takes no cert_reqs, cadata)
+            kw = {}
+            if cert_reqs is not None:
+                kw["cert_reqs"] = cert_reqs
+            if cadata:
+                kw["cadata"] = cadata
+            return t.wrap_socket(sock, server_side=True, key=key, cert=cert, do_handshake=do_handshake, **kw)
+        c = t.SSLContext(t.PROTOCOL_TLS_SERVER)
+        if key or cert:
+            c.load_cert_chain(cert, key)
         if cadata:
             c.load_verify_locations(cadata)
         c.verify_mode = t.CERT_NONE if cert_reqs is None else cert_reqs
-    return c.wrap_socket(sock, server_side=server_side, do_handshake_on_connect=do_handshake, server_hostname=server_hostname)
+        return c.wrap_socket(sock, server_side=True, do_handshake_on_connect=do_handshake)
+    try:
+        return _client((cert, key) if key or cert else None, sock, server_hostname, do_handshake)
+    except Error:
+        sock.close()  # as SSLContext.wrap_socket above
+        raise
+
+
+def _sub(self, *a, **k):
+    # __init__ and wrap_socket of a class derived from the firmware's
+    # SSLContext before install() (_patch.py): install() cannot pin its
+    # contexts, so it makes none and connects none (and install() names it).
+    try:
+        a[0].close()  # wrap_socket(sock, ...): a refused socket is closed
+    except Exception:
+        pass
+    raise Error(_why(_SUBCLASS, type(self).__name__))
 
 
 class _CA:
@@ -111,7 +151,7 @@ def _client(cert, sock, host, hs):
         if p is None:
             raise Error(_why(_GONE))
         raise (type(p) if isinstance(p, Error) else Error)(_why(_FAILED, p))
-    ps, cadata, others = p
+    ps, cadata, others, old = p
     if not isinstance(host, str) or not host:
         raise PinError(_why(_NO_HOST))
     if ps._find(host) >= 0:  # a PinError for a name mbedTLS or getaddrinfo would read differently (a NUL)
@@ -120,10 +160,14 @@ def _client(cert, sock, host, hs):
         return c.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=hs)
     if others != "ca":
         raise PinError(_why(_UNPINNED, ps, host))
+    st = _CA(host)
+    if old:  # no verify_callback: the handshake completes in wrap_socket there
+        from certpin._old import wrap
+
+        return wrap(sock, host, cadata, cert, st)
     c = _tls._context(cadata)
     if cert:
         c.load_cert_chain(*cert)
-    st = _CA(host)
     try:
         s = c.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=hs)
     except (OSError, ValueError) as e:

@@ -256,13 +256,16 @@ def _validate(d):
         ):
             _fail(f, "not a lowercase host name or IP literal without a trailing dot")
         e = hosts[name]
-        _obj(e, ("pins", "subdomains", "report_only"), f)
+        _obj(e, ("pins", "subdomains", "report_only", "ports"), f)
         pins = e.get("pins")
         if not isinstance(pins, list) or not 0 < len(pins) < 256:
             _fail(f + ".pins", "expected a list of 1 to 255 pins")
         if _flag(e, "subdomains", f) and _ip(name):
             _fail(f + ".subdomains", "an IP literal has no subdomains")
         _flag(e, "report_only", f)
+        v = e.get("ports", [443])  # the ports `certpin verify` checks; the device only validates them
+        if not isinstance(v, list) or not 0 < len(v) < 17 or [p for p in v if type(p) is not int or not 0 < p < 65536 or v.count(p) > 1]:
+            _fail(f + ".ports", "expected a list of 1 to 16 distinct port numbers from 1 to 65535, found %r", v)
         size += 4 + 33 * len(pins)
     # Second pass: pins, into the compact form (sized exactly, no growth).
     b = bytearray(2 * len(names) + size)

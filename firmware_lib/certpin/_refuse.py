@@ -13,11 +13,8 @@ def notify(st, reason, enforced, message):
 
 def fail(st, reason, message):
     # Report, then refuse (unless the host is report_only).
-    if reason == "pin_mismatch" and st.verified and getattr(st, "late", False):
-        message += (
-            "\n  this firmware shows certpin only the leaf (no verify_callback before MicroPython 1.23):"
-            " a pin on an intermediate or root cannot match here; pin the leaf's key, or upgrade"
-        )
+    if reason == "pin_mismatch" and getattr(st, "late", None):  # firmware < 1.23 with cadata: why (certpin._old)
+        message += st.late
     notify(st, reason, not st.report, message)
     if not st.report:
         raise PinError(message)

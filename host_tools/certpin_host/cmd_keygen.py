@@ -17,9 +17,10 @@ way out is reflashing every device.
 
 --signing FILE makes a pinset SIGNING key instead (always ECDSA P-256, for
 ES256): the key that signs the next pinset a device fetches and installs. It
-prints two lines on stdout: the string that goes in the pinset's "update.keys"
-(base64 DER SubjectPublicKeyInfo) and its kid ("sha256/...", the key's pin,
-which names it in a signed bundle). Keep signing keys OFFLINE, each on its own
+prints two labelled lines on stdout: the string that goes in the pinset's
+"update.keys" (base64 DER SubjectPublicKeyInfo) and its kid ("sha256/...",
+the key's pin, which names it in a signed bundle). A backup key prints one:
+its pin. The value is always the first word of the line (for scripts). Keep signing keys OFFLINE, each on its own
 machine, and never on a server: a signing key is never a TLS key.
 
 examples:
@@ -87,16 +88,19 @@ def run(args):
     if args.signing:
         from certpin_host import jws
 
-        print(jws.key_line(key.public_key()))
-        print(jws.kid(key.public_key()))
+        print("%s  update.keys line of %s" % (jws.key_line(key.public_key()), args.file))
+        print("%s  kid of %s (the pin that names it in a bundle; never a host's pin)"
+              % (jws.kid(key.public_key()), args.file))
         print("certpin: keygen: wrote a P-256 pinset signing key to %s (mode 0600)%s. Line 1 goes in the pinset's "
-              "\"update.keys\" (`certpin pinset set-update PINSET --update-key %s`), line 2 is its kid. Keep it "
+              "\"update.keys\" (`certpin pinset set-update PINSET --update-key %s`), line 2 is its kid (scripts: the "
+              "first word of each line). Keep it "
               "OFFLINE, on its own machine, and backed up: whoever holds enough signing keys can rewrite the pins "
               "of every device." % (args.file, (", public key to %s" % args.public) if args.public else "",
                                    args.public or args.file), file=sys.stderr)
         return 0
     pin = spki_pin(key.public_key())
-    print(pin)
+    print("%s  backup pin of %s (%s): put it in the pinset, keep the key offline" % (
+        pin, args.file, key_description(key.public_key())))
     print("certpin: keygen: wrote %s key to %s (mode 0600)%s. Keep it OFFLINE and backed up: it is the spare "
           "that saves your devices when the live key is lost or rotated. Put its pin in the pinset."
           % (key_description(key.public_key()), args.file,

@@ -15,6 +15,8 @@ private key, CSR) or HOST[:PORT] (default port 443). A file of that name wins.
 examples:
   certpin pin api.example.com                 # the chain the server sends, verified
   certpin pin localhost:8443 --cafile ca.pem  # a server with a private CA
+  certpin pin api.example.com --connect-to api.example.com:443:staging.internal:8443
+                                              # connect there, check (and send SNI) api.example.com
   certpin pin backup-1.pem server.csr         # pins of a key and a CSR
   certpin pin api.example.com --json          # machine-readable, chain order
 
@@ -46,9 +48,9 @@ def register(sub):
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="a file or HOST[:PORT]")
     p.add_argument("--json", action="store_true", help="print a JSON list of objects in chain order")
     p.add_argument("--cafile", metavar="FILE", help="trust only this PEM CA file (default: the system trust store)")
-    p.add_argument("--servername", metavar="NAME",
-                   help="SNI name and the name the certificate must carry (default: HOST); "
-                   "lets you connect to an address while checking a name")
+    p.add_argument("--connect-to", action="append", default=[], metavar="HOST:PORT:ADDR:PORT",
+                   help=fetch.CONNECT_TO_HELP)
+    p.add_argument("--servername", help=argparse.SUPPRESS)  # replaced by --connect-to: says so
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="connect and handshake timeout (default 10)")
     p.add_argument("--insecure", action="store_true",
                    help="show the chain even when it does not verify (NEVER pin from this blindly)")
@@ -67,8 +69,9 @@ def items_for(source, args):
         host, port = fetch.split_hostport(source)
     except ValueError as e:
         raise UserError("%s: not a file, and not HOST[:PORT]: %s" % (source, e))
+    address, cport = fetch.route(args.rules, host, port)
     try:
-        got = fetch.fetch(host, port, servername=args.servername, cafile=args.cafile, timeout=args.timeout,
+        got = fetch.fetch(host, port, address=address, connect_port=cport, cafile=args.cafile, timeout=args.timeout,
                           allow_unverified=args.insecure)
     except fetch.FetchError as e:
         msg = str(e)
@@ -92,6 +95,13 @@ def items_for(source, args):
 
 
 def run(args):
+    if args.servername is not None:
+        raise UserError(fetch.replaced_flag("--servername", "certpin pin %s --connect-to %s:443:ADDR:443"
+                                            % (args.servername, args.servername)))
+    try:
+        args.rules = fetch.parse_connect_to(args.connect_to)
+    except ValueError as e:
+        raise UserError(str(e))
     try:
         fetch.check_cafile(args.cafile)
     except fetch.FetchError as e:

@@ -12,7 +12,7 @@ from certpin_host.pins import cert_item, check_pin, load_file, print_warnings
 EPILOG = """\
 subcommands:
   new           create FILE with one host (refuses fewer than two distinct pins)
-  add           add or replace a host in FILE, bump "serial"
+  add           add a host to FILE, or pins to a host (--replace: replace it), bump "serial"
   from-server   pin what a live server sends, plus your offline backup keys
   set-update    set the keys allowed to sign the next pinset (and threshold, URL), bump "serial"
   lint          check FILE: what a device would refuse, plus governance rules
@@ -82,19 +82,23 @@ examples:
     n.set_defaults(func=run_new)
 
     a = ps.add_parser(
-        "add", help="add or replace a host, bump serial",
-        description="Add HOST to FILE, or replace its entry, increase \"serial\" by one and set \"issued\" "
-        "to today.",
+        "add", help="add a host, or pins to a host (--replace: replace its entry), bump serial",
+        description="Add HOST to FILE, or append pins to its entry (--replace: replace the entry), increase "
+        "\"serial\" by one and set \"issued\" to today.",
         epilog=_HOST_FLAGS_EPILOG + """
 examples:
-  certpin pinset add pins.json mqtt.example.com --pin sha256/AAAA...= --pin sha256/BBBB...=
+  certpin pinset add pins.json mqtt.example.com --pin sha256/AAAA...= --pin sha256/BBBB...= --port 8883
   certpin pinset add pins.json example.com --subdomains --pin sha256/... --key backup-2.pem
+  certpin pinset add pins.json api.example.com --key backup-3.pem          # a new spare: appended
+  certpin pinset add pins.json api.example.com --replace --pin sha256/... --key backup-3.pem
 """,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     a.add_argument("file", metavar="FILE")
     a.add_argument("host", metavar="HOST")
     _host_flags(a)
+    a.add_argument("--replace", action="store_true",
+                   help="replace HOST's entry with exactly these pins and flags (default: append to it)")
     updates.add_flags(a, editing=True)
     a.set_defaults(func=run_add)
 
@@ -122,12 +126,16 @@ examples:
     f.add_argument("--level", choices=("leaf", "intermediate", "root"), default="leaf",
                    help="which certificate of the chain to pin (default leaf)")
     f.add_argument("--cafile", metavar="FILE", help="trust only this PEM CA file (default: the system trust store)")
-    f.add_argument("--connect", metavar="ADDR", help="connect to ADDR instead of HOST (SNI and name check stay HOST)")
+    f.add_argument("--connect-to", action="append", default=[], metavar="HOST:PORT:ADDR:PORT",
+                   help=fetch.CONNECT_TO_HELP)
+    f.add_argument("--connect", help=argparse.SUPPRESS)  # replaced by --connect-to: says so
     f.add_argument("--timeout", type=float, default=10.0, metavar="S")
     f.add_argument("--subdomains", action="store_true", help="the entry also covers every subdomain of HOST")
     f.add_argument("--report-only", action="store_true", help="report mismatches but let connections go ahead")
     f.add_argument("--expires", metavar="DATE", help="pinset expiry, YYYY-MM-DD (UTC)")
     f.add_argument("--allow-single-pin", action="store_true", help="allow no --backup (not recommended)")
+    f.add_argument("--replace", action="store_true",
+                   help="replace HOST's entry in an existing FILE (default: append the pins to it)")
     updates.add_flags(f, editing=True)
     f.set_defaults(func=run_from_server)
 
@@ -191,6 +199,14 @@ def _host_flags(p):
     p.add_argument("--report-only", action="store_true", help="report mismatches but let connections go ahead")
     p.add_argument("--expires", metavar="DATE", help="pinset expiry, YYYY-MM-DD (UTC)")
     p.add_argument("--allow-single-pin", action="store_true", help="allow a host with one pin (no backup)")
+    p.add_argument("--port", action="append", type=_port_arg, metavar="N",
+                   help="a port `certpin verify` checks for HOST (\"ports\"; default 443); repeatable")
+
+
+def _port_arg(text):
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError("%r is not a port number from 1 to 65535" % text)
+    return int(text)
 
 
 def _no_sub(args):
@@ -235,8 +251,25 @@ def _pins_from_args(args):
     return pins
 
 
-def _entry(host, pins, args):
-    distinct = list(dict.fromkeys(pins))  # order kept, duplicates dropped
+def _entry(host, pins, args, ports=()):
+    """The host entry the flags describe (pins deduplicated, order kept); checked by _check_entry."""
+    entry = {"pins": list(dict.fromkeys(pins))}
+    if args.subdomains:
+        if pinsetfile.is_public_suffix(host):
+            raise UserError("%s is a public suffix (Public Suffix List): --subdomains would cover every site "
+                            "under it" % host)
+        entry["subdomains"] = True
+    if args.report_only:
+        entry["report_only"] = True
+    # from-server's HOST:PORT is written when it is not the default 443; --port always
+    ports = [p for p in ports if p not in pinsetfile.HOST_PORTS] + list(getattr(args, "port", None) or ())
+    if ports:
+        entry["ports"] = list(dict.fromkeys(ports))
+    return entry
+
+
+def _check_entry(host, entry, args):
+    distinct = entry["pins"]
     if not distinct:
         raise UserError("%s: no pins: give --pin PIN and/or --key FILE" % host)
     if len(distinct) < 2 and not args.allow_single_pin:
@@ -244,14 +277,25 @@ def _entry(host, pins, args):
             "%s: only one distinct pin: add a backup pin (`certpin keygen backup.pem`, then --key backup.pem); "
             "with a single pin, one rotated or lost key locks every device out. --allow-single-pin overrides"
             % host)
-    if args.subdomains and pinsetfile.is_public_suffix(host):
-        raise UserError("%s is a public suffix: --subdomains would cover every site under it" % host)
-    entry = {"pins": distinct}
-    if args.subdomains:
-        entry["subdomains"] = True
-    if args.report_only:
-        entry["report_only"] = True
+    if "ports" in entry:
+        problem = pinsetfile.ports_problem(entry["ports"])
+        if problem:
+            raise UserError("%s: %s" % (host, problem))
     return entry
+
+
+def _merge(old, new):
+    """`pinset add` on an existing host: its pins, then the new ones; flags given are set; ports joined."""
+    merged = dict(old) if isinstance(old, dict) else {}
+    pins = [p for p in merged.get("pins", []) if isinstance(p, str)] if isinstance(merged.get("pins"), list) else []
+    merged["pins"] = list(dict.fromkeys(pins + new["pins"]))
+    for flag in ("subdomains", "report_only"):
+        if new.get(flag):
+            merged[flag] = True
+    if "ports" in new:
+        before = merged.get("ports") if isinstance(merged.get("ports"), list) else list(pinsetfile.HOST_PORTS)
+        merged["ports"] = list(dict.fromkeys(before + new["ports"]))
+    return merged
 
 
 def _lint_hint(path):
@@ -263,7 +307,7 @@ def _lint_hint(path):
 
 def run_new(args):
     host = _host(args.host)
-    entry = _entry(host, _pins_from_args(args), args)
+    entry = _check_entry(host, _entry(host, _pins_from_args(args), args), args)
     data = {"format": pinsetfile.FORMAT}
     pinsetfile.stamp(data, 1)
     exp = _expires(args.expires)
@@ -292,18 +336,28 @@ def _edit(path, change):
 
 
 def _update(path, host, entry, expires, args):
+    """Add host's entry to the file at path: appended to an existing entry of that host (its pins kept,
+    the new ones after them), or replacing it with --replace; serial bumped."""
     def change(data):
         hosts = data.setdefault("hosts", {})
         old = None
-        for k in list(hosts):  # replace a spelling variant (case, trailing dot) too
+        for k in list(hosts):  # a spelling variant (case, trailing dot) is the same host
             if isinstance(k, str) and pinsetfile.normalise_host(k) == host:
                 old = hosts.pop(k)
-        hosts[host] = entry
+        if old is None:
+            new, action = entry, "added host %s (%d pins)" % (host, len(entry["pins"]))
+        elif getattr(args, "replace", False):
+            new, action = entry, "replaced host %s (%d pins; --replace)" % (host, len(entry["pins"]))
+        else:
+            new = _merge(old, entry)
+            gained = len(new["pins"]) - len([p for p in old.get("pins", []) if p in new["pins"]])
+            action = "appended to host %s: %d new pin(s), %d in all (--replace replaces its entry instead)" % (
+                host, gained, len(new["pins"]))
+        hosts[host] = _check_entry(host, new, args)
         if expires:
             data["expires"] = expires
         upd = updates.apply_flags(data, args)
-        action = "replaced" if old is not None else "added"
-        return "%s host %s (%d pins)%s" % (action, host, len(entry["pins"]), ("; " + upd) if upd else "")
+        return "%s%s" % (action, ("; " + upd) if upd else "")
 
     return _edit(path, change)
 
@@ -335,6 +389,13 @@ def run_from_server(args):
         host, port = fetch.split_hostport(args.hostport)
     except ValueError as e:
         raise UserError(str(e))
+    if args.connect is not None:
+        raise UserError(fetch.replaced_flag("--connect ADDR", "certpin pinset from-server %s %s --connect-to "
+                                            "%s:%d:%s:%d" % (args.file, args.hostport, host, port, args.connect, port)))
+    try:
+        rules = fetch.parse_connect_to(args.connect_to)
+    except ValueError as e:
+        raise UserError(str(e))
     host = _host(host)
     if not args.backup and not args.allow_single_pin:
         raise UserError("give at least one --backup KEYFILE (`certpin keygen backup.pem` makes one): "
@@ -348,7 +409,8 @@ def run_from_server(args):
     for path in args.backup:
         backups.append((path, _key_pin(path, "--backup").spki_sha256))
     try:
-        got = fetch.fetch(host, port, address=args.connect, cafile=args.cafile, timeout=args.timeout)
+        address, cport = fetch.route(rules, host, port)
+        got = fetch.fetch(host, port, address=address, connect_port=cport, cafile=args.cafile, timeout=args.timeout)
     except fetch.FetchError as e:
         raise UserError("%s (pins are only taken from a verified connection; --cafile for a private CA)" % e)
     chain = got.verified_chain
@@ -381,7 +443,7 @@ def run_from_server(args):
             raise UserError("--backup %s has the same key as the certificate %r the server uses: a backup must be "
                             "a key that is not in use (`certpin keygen` makes one)" % (path, in_chain[pin].subject))
     pins = [chosen.spki_sha256] + [p for _, p in backups]
-    entry = _entry(host, pins, args)
+    entry = _entry(host, pins, args, ports=[port])
     print("%s: pinning %s at depth %d: %s (%s)" % (got.where(), args.level, chosen.depth, chosen.spki_sha256,
                                                    chosen.subject), file=sys.stderr)
     if args.level != "leaf":
@@ -396,7 +458,7 @@ def run_from_server(args):
         if exp:
             data["expires"] = exp
         upd = updates.apply_flags(data, args)
-        data["hosts"] = {host: entry}
+        data["hosts"] = {host: _check_entry(host, entry, args)}
         pinsetfile.write(args.file, data, overwrite=False)
         print("%s: new pinset, serial 1, host %s with %d pins%s" % (args.file, host, len(entry["pins"]),
                                                                      ("; " + upd) if upd else ""))
@@ -407,11 +469,30 @@ def run_from_server(args):
 # ---------------------------------------------------------------- lint
 
 
+def _refuse_bundle(path):
+    """`pinset lint` on a signed bundle: say what the file is and what to run instead (exit 2)."""
+    from certpin_host import jws
+    from certpin_host.files import read_bytes
+
+    raw = read_bytes(path, "pinset")
+    if not jws.looks_like_bundle(raw):
+        return
+    try:
+        serial = json.loads(jws.loads(raw).payload.decode("utf-8")).get("serial")
+    except (jws.BundleError, UnicodeDecodeError, ValueError, AttributeError):
+        serial = None
+    raise UserError("%s is a signed bundle (JWS%s), not a pinset: lint the pinset it was signed from "
+                    "(certpin pinset lint PINSET); to check the bundle as a device would: certpin pinset "
+                    "check-update %s --current INSTALLED.json (or --port PORT: a board's own pinset)"
+                    % (path, ", of serial %s" % serial if serial is not None else "", path))
+
+
 def run_lint(args):
     if not os.path.exists(args.file):
         raise UserError("%s: no such file" % args.file)
     if os.path.isdir(args.file):
         raise UserError("%s: is a directory" % args.file)
+    _refuse_bundle(args.file)
     findings = lint.lint_file(args.file, max_days=args.max_days)
     errors = [f for f in findings if f.level == lint.ERROR]
     warnings = [f for f in findings if f.level == lint.WARNING]

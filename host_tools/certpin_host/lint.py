@@ -41,6 +41,11 @@ def has_errors(findings):
 
 
 def lint_pinset_text(text, today=None, max_days=DEFAULT_MAX_DAYS):
+    """The findings for a pinset's text, each once (in the order found)."""
+    return list(dict.fromkeys(_lint(text, today, max_days)))
+
+
+def _lint(text, today, max_days):
     out = []
     today = today or pinsetfile.today()
 
@@ -181,10 +186,14 @@ def _lint_host(host, entry, err, warn):
     if entry.get("subdomains") is True and isinstance(host, str):
         h = pinsetfile.normalise_host(host)
         if pinsetfile.is_public_suffix(h):
-            err("\"subdomains\": true on public suffix %r would cover every site under it "
-                "(the built-in suffix list is partial: check https://publicsuffix.org)" % h, host)
+            err("\"subdomains\": true on public suffix %r would cover every site under it (Public Suffix List, "
+                "publicsuffixlist %s)" % (h, pinsetfile.psl_version()), host)
         elif pinsetfile.is_ip(h):
             warn("\"subdomains\": true on an IP address has no effect", host)
+    if "ports" in entry:
+        problem = pinsetfile.ports_problem(entry["ports"])
+        if problem:
+            err(problem, host)
     if entry.get("report_only") is True:
         warn("\"report_only\": true: mismatches are only reported, the connection goes ahead "
              "(no protection for this host)", host)

@@ -32,7 +32,7 @@ an operator keeps it): its payload is the pinset a device holds.
 --site SITE_DIR (the directory `certpin pinset publish` maintains): before
 publishing, would every device reach BUNDLE? A device holding each release the
 site has published is walked to BUNDLE, as `publish` would lay the site out, by
-the device library's own catch-up walk (certpin._catchup.walk); each release is
+the device library's own catch-up walk (certpin._fetch.walk); each release is
 listed by serial with its key set, and those that cannot reach it with the
 device's reason. It also refuses what `publish` refuses (a serial not greater
 than the newest, a bundle its own new update keys did not sign, ...).
@@ -41,7 +41,8 @@ examples:
   certpin pinset check-update pins.jws --current installed.json
   certpin pinset check-update pins.jws --current installed.json --json
   certpin pinset check-update pins.jws --current installed.json --today 2027-01-01
-  certpin pinset check-update fleet.jws --current published/fleet-6.jws
+  certpin pinset check-update pins.jws --port /dev/ttyUSB0   # a board's own pinset and time floor
+  certpin pinset check-update fleet.jws --current www/fleet.jws   # the newest release published there
   certpin pinset check-update fleet.jws --site www/ && certpin pinset publish fleet.jws www/
 
 exit status: 0 a device installs it (or already holds exactly this pinset;
@@ -53,12 +54,14 @@ refuse it), 2 a file is missing or unreadable.
 
 def register(ps):
     c = ps.add_parser("check-update", help=HELP, description="Decide, with the device library's own code, whether "
-                      "a device holding CURRENT installs BUNDLE now (print the reason or what would change), and with "
-                      "--site whether a device holding any release published there reaches it.",
+                      "a device holding CURRENT (or the board on --port) installs BUNDLE now (print the reason or "
+                      "what would change), and with --site whether a device holding any release published there "
+                      "reaches it.",
                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("bundle", metavar="BUNDLE")
     c.add_argument("--current", metavar="PINSET",
                    help="the pinset the devices hold now, or the published bundle that carries it")
+    add_board_flags(c)
     add_site_flags(c)
     c.add_argument("--today", metavar="DATE", help="judge expiry as of this UTC date (default: today)")
     c.add_argument("--json", action="store_true", help="print the verdict as JSON")
@@ -92,10 +95,12 @@ def _version():
         return "?"
 
 
-def decide(installed, bundle, today=None):
+def decide(installed, bundle, today=None, floor=None):
     """(verdict dict, payload bytes or None) for a device holding `installed` offered `bundle`.
 
-    verdict: ok, same, reason, message, serial_from, serial_to, issued, expires.
+    floor: the device's time floor file's date (Y, M, D), which the device's own rule weighs against this
+    machine's clock when today is None. verdict: ok, same, reason, message, serial_from, serial_to,
+    issued, expires.
     """
     import certpin
 
@@ -103,7 +108,14 @@ def decide(installed, bundle, today=None):
     v = {"ok": False, "same": False, "reason": None, "message": None, "serial_from": None, "serial_to": None,
          "issued": None, "expires": None}
     try:
-        payload, new, same = verify(installed, bundle, today)
+        if floor is not None:  # the device's own rule: trust() weighs the floor file, step() judges
+            from certpin import _update
+
+            t, cur = _update.trust(installed, floor)
+            r = _update.step(t, [bundle], True, today)
+            payload, new, same = (installed, cur, True) if r is None else (r[0], r[1], False)
+        else:
+            payload, new, same = verify(installed, bundle, today)
     except certpin.Error as e:
         v["reason"] = getattr(e, "reason", None) or ("bad_current" if isinstance(e, certpin.PinsetError) else "error")
         v["message"] = e.args[0] if e.args else str(e)
@@ -228,15 +240,17 @@ def read_current(path):
 
 def run(args):
     today = _today(args.today)
-    if args.current is None and args.site is None:
-        raise UserError("give --current PINSET (what devices hold now) and/or --site SITE_DIR (every release "
-                        "published there)")
+    if args.current is None and args.site is None and not args.port:
+        raise UserError("give --current PINSET (the pinset devices hold now), --port PORT (ask a board) and/or "
+                        "--site SITE_DIR (every release published there)")
     if args.name and args.site is None:
         raise UserError("--name goes with --site")
+    bundle = read_bytes(args.bundle, "bundle")
+    refuse_plain_pinset(args.bundle, bundle)
     ok = True
     docs = {}
-    if args.current is not None:
-        ok = run_current(args, today, docs) and ok
+    if args.port or args.current is not None:
+        ok = run_current(args, bundle, today, docs) and ok
     if args.site is not None:
         ok = run_site(args, today, docs) and ok
     if args.json:
@@ -247,10 +261,14 @@ def run(args):
     return 0 if ok else EXIT_FAIL
 
 
-def run_current(args, today, docs):
-    current, kind = read_current(args.current)
-    bundle = read_bytes(args.bundle, "bundle")
-    verdict, payload = decide(current, bundle, today)
+def run_current(args, bundle, today, docs):
+    """--current (a pinset, or a bundle's payload) or --port (the board's own state)."""
+    if args.port:  # the board's own state wins over --current
+        current, floor, args.current = board_current(args)
+        kind = "board"
+    else:
+        (current, kind), floor = read_current(args.current), None
+    verdict, payload = decide(current, bundle, today, floor)
     sigs = signature_verdicts(current, bundle)
     diff = changes(current, payload) if payload is not None and not verdict["same"] else []
     if args.json:
@@ -298,6 +316,80 @@ def run_site(args, today, docs):
             print("  already published there, byte for byte")
         sys.stdout.flush()
     return plan.ok
+
+
+# ---------------------------------------------------------------- a plain pinset, a board's own state
+
+
+def refuse_plain_pinset(path, raw):
+    """check-update on a pinset file, not a bundle: say what the file is and what to run (exit 2)."""
+    import certpin
+
+    if jws.looks_like_bundle(raw):
+        return
+    try:
+        ps = certpin.loads(raw)
+    except (certpin.Error, TypeError, ValueError):
+        return  # not a pinset either: the device's bundle parser says what it is (not_jws)
+    raise UserError("%s is a pinset (serial %s), not a signed bundle: sign it first (certpin pinset sign %s --key "
+                    "KEY.pem -o BUNDLE.jws), then check the bundle: certpin pinset check-update BUNDLE.jws --current "
+                    "INSTALLED.json; `certpin pinset lint %s` checks the pinset itself" % (path, ps.serial, path, path))
+
+
+def add_board_flags(c):
+    c.add_argument("--port", metavar="PORT",
+                   help="judge as the board on PORT: its installed pinset and time floor, read over USB, win over "
+                   "--current (said when they differ)")
+    c.add_argument("--tool", choices=("mpremote", "ampy"), default="mpremote", help="with --port: whose transport "
+                   "talks to the board (default mpremote)")
+    c.add_argument("--dest", default="/certpin.json", help="with --port: the pinset's path on the board "
+                   "(default /certpin.json)")
+    c.add_argument("--timeout", type=float, default=60, metavar="S", help="with --port: give up on a silent "
+                   "board after S seconds (default 60)")
+
+
+def board_current(args):
+    """(the board's pinset bytes, its time floor, a label) read over USB as `certpin flash` reads them;
+    a note on stderr when --current says otherwise. The board's state wins: it is what decides."""
+    import os
+
+    from certpin_host import board as boardmod
+
+    if args.port == "auto":
+        try:
+            args.port = boardmod.auto_port()
+        except boardmod.BoardError as e:
+            raise UserError(str(e), e.status)
+    if args.port.startswith("/dev/") and not os.path.exists(args.port):
+        raise UserError("%s: no such port (is the board plugged in? is the vboard running?)" % args.port)
+
+    def note(msg):
+        print("certpin: pinset: check-update: %s" % msg, file=sys.stderr)
+
+    try:
+        with boardmod.connect(args.port, args.tool, args.timeout) as b:
+            state = boardmod.read_pinset_state(b, args.dest, note)
+    except boardmod.BoardError as e:
+        raise UserError(str(e), e.status)
+    if state["installed"] is None:
+        raise UserError("the board on %s has no pinset at %s: a device without one installs no update "
+                        "(`certpin flash BUNDLE --force` provisions it)" % (args.port, args.dest), EXIT_FAIL)
+    label = "the board on %s (%s%s)" % (args.port, args.dest, ".bak" if state["from_bak"] else "")
+    if args.current:
+        given = read_current(args.current)[0]
+        if given != state["installed"]:
+            note("NOTE: the board's pinset (serial %s) is not --current %s (serial %s): judging by the board's"
+                 % (_serial(state["installed"]), args.current, _serial(given)))
+    if state["floor"]:
+        note("the board's time floor is %04d-%02d-%02d" % state["floor"])
+    return state["installed"], state["floor"], label
+
+
+def _serial(raw):
+    try:
+        return json.loads(raw.decode("utf-8")).get("serial")
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        return None
 
 
 def _print_text(args, v, sigs, diff):

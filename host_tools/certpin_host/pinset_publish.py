@@ -30,7 +30,7 @@ release's update.url names SITE_DIR/NAME (NAME: BUNDLE's file name, or --name):
   SITE_DIR/NAME.d/releases/N.jws      every published release (the history)
 
 Before writing, a device holding each published release is walked to BUNDLE by
-the device library's own code (certpin._catchup.walk) over the site as it will
+the device library's own code (certpin._fetch.walk) over the site as it will
 be. Refused (exit 1, nothing written): a serial not greater than the newest
 published one, a serial already published with other bytes, a bundle the
 newest published release refuses (every release is accepted by the one before

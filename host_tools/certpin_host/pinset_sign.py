@@ -128,6 +128,7 @@ def run(args):
         added.append((sig_path, pub, prot, raw))
 
     for source, pub, prot, raw in added:
+        _warn_host_key(source, pub, payload)
         _add(bundle, source, pub, prot, raw)
     out = bundle.dumps()
     if len(out) > jws.MAX_BUNDLE:
@@ -296,6 +297,23 @@ def _external(sig_path, pub_path, pub, bundle, prot, payload, pinset_path):
     raise UserError("%s does not verify with %s (%s) over the signing input of %s: the wrong key, the wrong file, "
                     "or PINSET changed since the signing input was written. To fix: %s"
                     % (sig_path, pub_path, jws.kid(pub), pinset_path, how))
+
+
+def _warn_host_key(source, pub, payload):
+    """A signing key whose pin is also a host's pin is a TLS server key used to sign pinsets: warn."""
+    import json
+
+    try:
+        hosts = json.loads(payload.decode("utf-8")).get("hosts") or {}
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        return
+    pin = jws.kid(pub)
+    named = sorted(h for h, e in hosts.items() if isinstance(e, dict) and pin in (e.get("pins") or ()))
+    if named:
+        print("certpin: pinset: sign: WARNING: %s is the key pinned for %s: a TLS server key is signing pinsets, "
+              "so whoever takes that server's key can rewrite the pins of every device. Sign with a dedicated "
+              "offline key (`certpin keygen --signing`) and name it in \"update\" instead" % (source, ", ".join(named)),
+              file=sys.stderr)
 
 
 def _add(bundle, source, pub, prot, raw):

@@ -14,25 +14,11 @@ from certpin_host.files import write_atomic
 
 FORMAT = 1
 TOP_KEYS = ("format", "serial", "issued", "expires", "update", "hosts")
-HOST_KEYS = ("pins", "subdomains", "report_only")
+HOST_KEYS = ("pins", "subdomains", "report_only", "ports")
 UPDATE_KEYS = ("keys", "threshold", "url")
 
-# A small, PARTIAL list of public suffixes (the full list is
-# https://publicsuffix.org/list/, several thousand entries). `subdomains: true`
-# on one of these would pin a whole registry's worth of unrelated sites.
-PUBLIC_SUFFIXES = frozenset(
-    """
-    com net org edu gov mil int info biz name pro io co ai app dev cloud online site xyz me tv cc
-    us uk de fr nl eu ch at be se no dk fi es it pl cz pt ie ru cn jp kr in br au ca nz za mx ar
-    co.uk org.uk ac.uk gov.uk ltd.uk plc.uk me.uk net.uk
-    com.au net.au org.au edu.au gov.au co.nz org.nz co.jp ne.jp or.jp ac.jp co.kr co.in
-    com.br com.cn com.mx com.ar com.tr com.tw com.hk com.sg co.za
-    github.io gitlab.io herokuapp.com appspot.com azurewebsites.net cloudfront.net
-    amazonaws.com s3.amazonaws.com elasticbeanstalk.com web.app firebaseapp.com pages.dev
-    workers.dev netlify.app vercel.app blogspot.com fly.dev onrender.com ngrok.io ngrok-free.app
-    duckdns.org dyndns.org no-ip.org
-    """.split()
-)
+HOST_PORTS = (443,)  # the ports `certpin verify` checks for a host without "ports"
+MAX_PORTS = 16
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -76,8 +62,56 @@ def hostname_problem(host):
     return None
 
 
+_PSL = None
+
+
+def _psl():
+    global _PSL
+    if _PSL is None:
+        try:
+            from publicsuffixlist import PublicSuffixList
+        except ImportError as e:  # a broken install must not make --subdomains on "com" pass
+            raise UserError("the Public Suffix List package is missing (%s): reinstall certpin "
+                            "(pip install publicsuffixlist)" % e)
+        _PSL = PublicSuffixList()  # ICANN and private suffixes (github.io, ddns.net, eu.org, ...)
+    return _PSL
+
+
+def psl_version():
+    """The version of the installed Public Suffix List package (its releases track the list)."""
+    try:
+        from importlib.metadata import version
+
+        return version("publicsuffixlist")
+    except Exception:
+        return "unknown"
+
+
 def is_public_suffix(host):
-    return host in PUBLIC_SUFFIXES
+    """True for a public suffix of the Public Suffix List (publicsuffix.org, through the
+    `publicsuffixlist` package), private section included; an unlisted single label counts too
+    (the list's "*" rule). IP literals are not suffixes."""
+    if not host or is_ip(host):
+        return False
+    return bool(_psl().is_public(host.rstrip(".").lower()))
+
+
+def ports_problem(v):
+    """None if v is a valid "ports" value (as the device loader checks it), else what is wrong."""
+    if not isinstance(v, list) or not 0 < len(v) <= MAX_PORTS:
+        return "\"ports\" must be a list of 1 to %d port numbers, found %r" % (MAX_PORTS, v)
+    for p in v:
+        if type(p) is not int or not 0 < p < 65536:
+            return "\"ports\": %r is not a port number from 1 to 65535" % (p,)
+        if v.count(p) > 1:
+            return "\"ports\": %d is listed twice" % p
+    return None
+
+
+def host_ports(entry):
+    """The ports verify checks for a host entry: its "ports", else 443."""
+    v = entry.get("ports") if isinstance(entry, dict) else None
+    return list(v) if isinstance(v, list) and v else list(HOST_PORTS)
 
 
 def parse_date(text):

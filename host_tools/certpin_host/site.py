@@ -10,7 +10,7 @@ For a bundle file named NAME (update.url names SITE_DIR/NAME):
     SITE_DIR/NAME.d/releases/<serial>.jws  every published release, byte for byte
 
 Everything a device would decide is decided by the device library (certpin._update,
-certpin._catchup): which releases a key set signed (its signature rules), and
+certpin._fetch.walk and the catch-up steps it loads): which releases a key set signed (its signature rules), and
 whether a device holding an earlier release reaches the newest one (`walk`: the
 device's catch-up walk itself, with a getter that reads the site directory instead
 of HTTP). This module reads and writes files and compares the results.
@@ -41,15 +41,15 @@ SIM_BASE = "http://certpin-site.invalid/"
 
 
 def device():
-    """The device library's update modules: (certpin._update, certpin._catchup)."""
+    """The device library's update modules: (certpin._update, certpin._fetch: the walk)."""
     try:
-        from certpin import _catchup, _update
+        from certpin import _fetch, _update
     except ImportError as e:
         import certpin
 
         raise UserError("the installed device library (certpin %s) has no catch-up walk (%s): reinstall certpin"
                         % (getattr(certpin, "__version__", "?"), e))
-    return _update, _catchup
+    return _update, _fetch
 
 
 # ---------------------------------------------------------------- releases
@@ -287,12 +287,12 @@ class Verdict:
 
 def walk(payload, getter, today=None):
     """A device holding `payload` (pinset bytes) calls fetch_update() once against the
-    site `getter` serves: the device library's own walk (certpin._catchup.walk), with
+    site `getter` serves: the device library's own walk (certpin._fetch.walk), with
     a save() that only remembers what the device would have installed.
     Returns (the payload the device holds afterwards, UpdateError or None, stats or None)."""
     import certpin
 
-    _update, _catchup = device()
+    _update, _fetch = device()
     t = _update.trust(payload)[0]
     held = [payload]
 
@@ -300,7 +300,7 @@ def walk(payload, getter, today=None):
         held[0] = bytes(data)
 
     try:
-        stats = _catchup.walk(t, getter, SIM_BASE + getter.name, today, save)[1]
+        stats = _fetch.walk(t, getter, SIM_BASE + getter.name, today, save)[1]
         return held[0], None, stats
     except certpin.Error as e:
         return held[0], e, None

@@ -9,11 +9,24 @@
 # (this script imports tls before install() too), "mode": see run(), "host",
 # "port", "url", "target" (mip), "client_cert": [cert DER, key DER paths],
 # "server": [cert DER, key DER paths] (mode "asyncio_server"), "uninstall": true
-# (uninstall() before connecting), "reinstall_text": a second pinset.}
+# (uninstall() before connecting), "reinstall_text": a second pinset,
+# "default_pinset": true (install() with no pinset: it loads /certpin.json,
+# which the test machine does not have), "install_may_fail": true (record
+# install()'s error as "install_error" and go on, as main.py runs after a
+# boot.py that raised), "reinstall": true (install() a second time, its error
+# recorded as "reinstall_error").}
+#
+# Runs on the unix port and on the real builds of ../shared/runtimes: v1.20
+# (ussl.wrap_socket only, urequests, no tls/SSLContext), v1.22 (C ssl module);
+# "oldfw": [version, peercert] simulates 1.19 or 1.21 with tests/device/oldfw.py.
 import json
 import sys
 
 cfg = json.load(open(sys.argv[1]))
+if cfg.get("oldfw"):  # [version, peercert]: the stand-ins of oldfw.py for firmware without a build here
+    import oldfw
+
+    oldfw.install(*cfg["oldfw"])
 for name in cfg.get("before", ()):
     __import__(name)
 if cfg.get("main_tls"):
@@ -32,12 +45,19 @@ def read_file(p):
 def install():
     cadata = [read_file(p) for p in cfg["cadata"]] if cfg.get("cadata") else None
     kw = {"others": cfg["others"]} if "others" in cfg else {}
+    pinset = None if cfg.get("default_pinset") else certpin.loads(cfg["pinset_text"])
     try:
-        certpin.install(certpin.loads(cfg["pinset_text"]), cadata, **kw)
-    except certpin.Error as e:
+        certpin.install(pinset, cadata, **kw)
+    except Exception as e:  # a certpin.Error, or anything else install() let through (recorded as such)
         if not cfg.get("install_may_fail"):
             raise
-        out["install_error"] = [type(e).__name__, e.args[0]]
+        out["install_error"] = [type(e).__name__, e.args[0] if e.args else ""]
+    if cfg.get("reinstall"):
+        try:
+            certpin.install(pinset, cadata, **kw)
+            out["reinstall_error"] = None
+        except Exception as e:
+            out["reinstall_error"] = [type(e).__name__, e.args[0] if e.args else ""]
     if cfg.get("reinstall_text"):
         certpin.install(certpin.loads(cfg["reinstall_text"]), cadata, **kw)
     if cfg.get("uninstall"):
@@ -150,10 +170,7 @@ def ussl_server():
 
     _thread.start_new_thread(serve, ())
     try:
-        import tls
-
-        c = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-        return request(c.wrap_socket(connected_socket(), server_hostname=cfg["host"]))
+        return request(ussl.wrap_socket(connected_socket(), server_hostname=cfg["host"]))
     finally:
         for _ in range(100):
             if served:
@@ -182,8 +199,12 @@ def mqtt():
 def run():
     mode, host, port = cfg["mode"], cfg.get("host"), cfg.get("port")
     if mode == "requests":
-        import requests
+        try:
+            import requests
+        except ImportError:  # v1.20: urequests
+            import urequests as requests
 
+        out["lib"] = requests.__name__
         r = requests.get(cfg["url"])
         out["status"] = r.status_code
         return r.content
@@ -246,6 +267,71 @@ def run():
         import tls
 
         return json.dumps([tls.__name__, e.tls is tls, e.ssl.tls is tls, main_tls is tls, e.SSLContext is tls.SSLContext, "ussl" in sys.modules])
+    if mode == "api":  # what the application sees of the TLS modules after install()
+        import ssl
+        import ussl
+
+        return json.dumps([hasattr(ssl, "SSLContext"), hasattr(ussl, "SSLContext"), ssl is ussl,
+                           ssl.CERT_REQUIRED, hasattr(ssl, "wrap_socket"), ssl.__name__])
+    if mode == "early_attrs":  # references held as class and object attributes (early_attrs.py)
+        import early_attrs as e
+
+        def via_module(m):
+            if hasattr(m, "SSLContext"):
+                return lambda s: m.SSLContext(m.PROTOCOL_TLS_CLIENT).wrap_socket(s, server_hostname=host)
+            return lambda s: m.wrap_socket(s, server_hostname=host)
+
+        paths = [via_module(e.Holder.tls_module), via_module(e.OBJ.inner.tls_module)]
+        if e.Holder.ctx_class:
+            paths.append(lambda s: e.Holder.ctx_class(e.tls.PROTOCOL_TLS_CLIENT).wrap_socket(s, server_hostname=host))
+        if e.Holder.wrap:
+            paths.append(lambda s: e.Holder.wrap(s, server_hostname=host))
+        res = []
+        for f in paths:
+            try:
+                res.append("ok" if b"hello from" in request(f(connected_socket())) else "no reply")
+            except Exception as x:
+                res.append(type(x).__name__)
+        return json.dumps(res)
+    if mode == "subclasses":  # classes derived from SSLContext before install() (early_sub.py)
+        import early_sub as e
+
+        res = []
+        for f in (
+            lambda: e.Ctx(),
+            lambda: e.trust(e.Deeper(e.tls.PROTOCOL_TLS_CLIENT)),
+            lambda: e.trust(e.Holder.ctx_class(e.tls.PROTOCOL_TLS_CLIENT)),
+            lambda: e.trust(e.BOX.ctx_class(e.tls.PROTOCOL_TLS_CLIENT)),
+            lambda: e.EARLY,
+            # a server context (unpinned, it would wait for a ClientHello: tried only under install())
+            lambda: e.SERVER if cfg.get("install", True) and not cfg.get("uninstall") else None,
+        ):
+            try:
+                c = f()  # under install(), making one is refused already
+                if c is None:
+                    continue
+                r = request(c.wrap_socket(connected_socket(), server_hostname=host))
+                res.append(["ok", r.decode()[-30:]])
+            except Exception as x:
+                res.append([type(x).__name__, x.args[0] if x.args else ""])
+        try:  # a method of its own reaching the firmware's wrap_socket through super()
+            r = request(e.trust(e.Sneaky(e.tls.PROTOCOL_TLS_CLIENT)).open(connected_socket(), host))
+            res.append(["ok", r.decode()[-30:]])
+        except Exception as x:
+            res.append([type(x).__name__, x.args[0] if x.args else ""])
+        return json.dumps(res)
+    if mode == "late_subclass":  # a class derived from tls.SSLContext after install(): certpin's
+        try:
+            import tls
+        except ImportError:
+            import ssl as tls
+
+        class Late(tls.SSLContext):
+            def __init__(self):
+                super().__init__(tls.PROTOCOL_TLS_CLIENT)
+                self.verify_mode = tls.CERT_NONE
+
+        return request(Late().wrap_socket(connected_socket(), server_hostname=host))
     if mode == "probe":  # the context checks that need no connection
         import tls
 

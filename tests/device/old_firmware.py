@@ -1,8 +1,9 @@
-# certpin on MicroPython 1.19-1.22, simulated on the unix port: the stand-in
-# TLS modules of oldfw.py (the old firmware's API around the real TLS) are
-# installed before certpin is imported. Unix port only.
+# certpin on MicroPython 1.19-1.22: on a real build of ../shared/runtimes
+# ("firmware": "real", also the unix port as it is), or simulated on the unix
+# port: the stand-in TLS modules of oldfw.py (the old firmware's API around the
+# real TLS) are installed before certpin is imported.
 #
-# argv: CONFIG.json {"firmware": "1.19" | "1.20" | "1.22" | "real", "peercert": "leaf" |
+# argv: CONFIG.json {"firmware": "1.19" | "1.20" | "1.21" | "1.22" | "real", "peercert": "leaf" |
 # "none" | "absent", "error_strings": bool, "ssl_alias": bool, "port": N,
 # "pinset_text": str, "host": "localhost", "cadata": [DER paths] | null,
 # "mode": "blocking" | "deferred" (do_handshake_on_connect=False) |
@@ -14,10 +15,10 @@
 import json
 import sys
 
-import oldfw
-
 cfg = json.load(open(sys.argv[1]))
-if cfg["firmware"] != "real":  # "real": the unix port as it is (1.23+), no stand-ins
+if cfg["firmware"] != "real":  # "real": the firmware as it is, no stand-ins
+    import oldfw
+
     oldfw.install(cfg["firmware"], cfg.get("peercert", "leaf"), cfg.get("error_strings", True), cfg.get("ssl_alias", True))
 
 import certpin  # noqa: E402  (after the stand-ins, as on the old firmware)

@@ -1,7 +1,10 @@
 # Stand-ins for the TLS modules of MicroPython 1.19-1.22, built around the REAL
 # TLS of the unix port these tests run on (tls, mbedTLS): every handshake is a
 # real one against the test servers; only the Python API is made to look like
-# the old firmware's. install() must run before `import certpin`.
+# the old firmware's. install() must run before `import certpin`. Real builds
+# of v1.20 and v1.22 (../shared/runtimes) run the same tests without stand-ins
+# (tests/test_old_firmware.py); the stand-ins cover what has no build there
+# (1.19, 1.21, a port without error strings) and were checked against them.
 #
 # Sources for each behaviour (MicroPython repository):
 #   1.22       extmod/modssl_mbedtls.c at v1.22.x: C module `ssl` (no `tls`) with
@@ -29,13 +32,15 @@
 #              constants (they came in after v1.19.1: micropython PR #8252), so
 #              passing them is a TypeError. The unix port of 1.19 used axTLS, which
 #              has no getpeercert (extmod/modussl_axtls.c).
-#   getpeercert(True): the leaf's DER where mbedTLS keeps the peer certificate
-#              (ESP-IDF's default, so ESP32); 1.20-1.21 return None where it does
-#              not (mbedtls_ssl_get_peer_cert gives NULL without
-#              MBEDTLS_SSL_KEEP_PEER_CERTIFICATE; the NULL check is in
-#              mod_ssl_getpeercert at v1.20.0); 1.22 does not compile the method
-#              in at all there (rp2, unix). getpeercert(False) raises
-#              NotImplementedError.
+#   getpeercert(True): the leaf's DER where mbedTLS keeps the peer certificate.
+#              1.20 bundles mbedTLS 2.16, which always keeps it: the leaf on every
+#              port (measured on the real v1.20 unix build). 1.21 and 1.22 bundle
+#              mbedTLS 2.28, which keeps it only with MBEDTLS_SSL_KEEP_PEER_CERTIFICATE
+#              (ESP-IDF's default, so ESP32; not rp2 or unix): without it 1.21
+#              returns None (mbedtls_ssl_get_peer_cert gives NULL; the NULL check is
+#              in mod_ssl_getpeercert) and 1.22 does not compile the method in at
+#              all (measured on the real v1.22.2 builds with and without the
+#              option). getpeercert(False) raises NotImplementedError.
 #   Sockets: read, readinto, readline, write, setblocking, close, and the stream
 #              protocol (select.poll works on them); no recv/send.
 #
@@ -185,13 +190,14 @@ class _Module:
 def install(version, peercert="leaf", error_strings=True, ssl_alias=True):
     """Make `import tls` fail and `ssl`/`ussl` be the given firmware's module.
 
-    peercert: "leaf" (ESP32), "none" (1.20-1.21 without the kept certificate),
-    "absent" (no getpeercert method). ssl_alias: False for a port where only
+    peercert: "leaf" (ESP32; every 1.20), "none" (1.21 without the kept
+    certificate), "absent" (no getpeercert method: 1.22 without it). ssl_alias: False for a port where only
     `ussl` imports (1.19/1.20 without the weak link).
     """
     cfg["peercert"] = peercert
     cfg["error_strings"] = error_strings
     m = _Module()
+    m.__name__ = "ussl" if version in ("1.19", "1.20") else "ssl"  # the C module's own name (1.21 renamed it)
     if version == "1.22":
         m.SSLContext = SSLContext122
         m.PROTOCOL_TLS_CLIENT = real.PROTOCOL_TLS_CLIENT

@@ -61,14 +61,14 @@ def run_install_client(runtime, tmp_path, cfg, name="cfg", extra_path=()):
     with open(path, "w") as f:
         json.dump(cfg, f)
     env = runtime.env()
-    key = "MICROPYPATH" if runtime.name == "micropython" else "PYTHONPATH"
-    sep = ":" if runtime.name == "micropython" else os.pathsep
+    key = "PYTHONPATH" if runtime.name == "cpython" else "MICROPYPATH"  # a real build (firmware()) too
+    sep = os.pathsep if runtime.name == "cpython" else ":"
     env[key] = sep.join(list(extra_path) + [env[key]])
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "device", "install_client.py")
     p = subprocess.run(runtime.command() + [script, path], env=env, capture_output=True, text=True, timeout=60)
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
     assert lines, "no result from %s: rc=%s\nstdout=%s\nstderr=%s" % (runtime, p.returncode, p.stdout, p.stderr)
     out = json.loads(lines[-1])
-    assert out["runtime"] == runtime.name
+    assert out["runtime"] == ("cpython" if runtime.name == "cpython" else "micropython"), out
     out["stdout"] = p.stdout
     return out
