@@ -161,9 +161,11 @@ def own_keys_missing(bundle_bytes, payload):
     u = json.loads(payload.decode("utf-8")).get("update")
     if not isinstance(u, dict):
         return None
+    from certpin_host.site import signatures_meet
+
     try:
         p, sigs = _update.parse_bundle(bundle_bytes)
-        _update._signatures(p, sigs, u["keys"], u["threshold"], {}, None, "new_threshold")
+        signatures_meet(p, sigs, u, "new_threshold")
         return None
     except certpin.Error as e:
         if getattr(e, "reason", None) != "new_threshold":

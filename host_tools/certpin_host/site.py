@@ -52,6 +52,15 @@ def device():
     return _update, _fetch
 
 
+def signatures_meet(payload_b64, sigs, update, reason="threshold"):
+    """Raise the device's UpdateError unless a threshold of the key set `update` signed
+    (payload_b64, sigs) as certpin._update.parse_bundle() returns them: the device's own
+    rules 4/5 (reason "threshold") or 6b ("new_threshold"), nothing verified twice.
+    The one place the host calls that internal of the device library."""
+    _update = device()[0]
+    _update._signatures(payload_b64.encode(), sigs, update["keys"], update["threshold"], {}, None, reason)
+
+
 # ---------------------------------------------------------------- releases
 
 
@@ -95,10 +104,8 @@ class Release:
         """True if a threshold of the key set `update` signed this release validly (the device's rule)."""
         import certpin
 
-        _update = device()[0]
         try:
-            _update._signatures(self.payload_b64, self.sigs, update["keys"], update["threshold"], {}, None,
-                                "threshold")
+            signatures_meet(self.payload_b64, self.sigs, update)
             return True
         except certpin.Error:
             return False
@@ -485,8 +492,7 @@ class Plan:
         _update = device()[0]
         if new.update:
             try:
-                _update._signatures(new.payload_b64, new.sigs, new.update["keys"], new.update["threshold"], {}, None,
-                                    "new_threshold")
+                signatures_meet(new.payload_b64, new.sigs, new.update, "new_threshold")
             except certpin.Error as e:
                 self.refusals.append(
                     "every device refuses it (new_threshold): %s\nThe rotation ceremony: a release that names update "
