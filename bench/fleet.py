@@ -143,9 +143,9 @@ def build_releases(work, url, releases, rotations, server_rotations, step=30, li
             signers += rng.sample(old_keys, old_t)  # the keys devices hold now: any threshold of them
             if t in server_rotations:  # the backup becomes the live key, a new backup is added
                 server += 1
-                certpin("pinset", "add", pins, HOST, "--key", backups[server], "--key", backups[server + 1])
+                certpin("pinset", "add", pins, HOST, "--replace", "--key", backups[server], "--key", backups[server + 1])
             else:
-                certpin("pinset", "add", pins, "telemetry.example.com", "--pin", fake_pin("t%d-a" % t),
+                certpin("pinset", "add", pins, "telemetry.example.com", "--replace", "--pin", fake_pin("t%d-a" % t),
                         "--pin", fake_pin("t%d-b" % t))
             if t in rotations:  # the rotation release: signed by the old keys AND the new ones
                 ks += 1
