@@ -391,6 +391,18 @@ def run_fleet(work, n_devices=1000, n_releases=20, rotations=(5, 10, 15), server
                     continue
                 r = devices.ask("fetch " + os.path.join(ddir, str(i), "certpin.json"))
                 reqs = server.take()
+                # The server's log, matched to the requests the device says it made (the
+                # handler threads may log them out of order; a request from anything else,
+                # on a shared machine, is counted apart)
+                mine, foreign = [], []
+                want = list(r["paths"])
+                for q in reqs:
+                    if q[0] in want:
+                        want.remove(q[0])
+                        mine.append(q)
+                    else:
+                        foreign.append(q)
+                reqs = mine
                 with open(os.path.join(ddir, str(i), "certpin.json"), "rb") as f:
                     now = f.read()
                 missed = sum(1 for x in rels[a:b] if x.keyset != rels[x.t - 2].keyset) if a < b else 0
@@ -399,9 +411,9 @@ def run_fleet(work, n_devices=1000, n_releases=20, rotations=(5, 10, 15), server
                            "ok": r.get("ok"), "serial": r.get("serial"), "reason": r.get("reason"),
                            "message": r.get("message"), "us": r["us"], "verifies": r["verifies"],
                            "requests": len(reqs), "bytes": sum(q[2] for q in reqs),
-                           "paths": [q[0] for q in reqs], "statuses": [q[1] for q in reqs],
+                           "paths": r["paths"], "statuses": [q[1] for q in reqs],
                            "agents": sorted({q[3] for q in reqs if q[3]}),
-                           "stranded": now != rels[b - 1].payload}
+                           "stranded": now != rels[b - 1].payload, "unlogged": len(want), "foreign": len(foreign)}
         log("%d devices ran in %.1f s (publishing took %.1f s)" % (n_devices, time.monotonic() - t_dev, publish_s))
         summary = summarize(rows, rels)
         summary["runtime"] = label
@@ -500,6 +512,7 @@ def summarize(rows, rels):
             matrix.setdefault(r["rotations_missed"], {}).setdefault(_bucket(r["releases_missed"]), []).append(r)
     return {
         "devices_total": n, "devices_ran": len(done), "releases": len(rels),
+        "unlogged": sum(r["unlogged"] for r in done), "foreign": sum(r["foreign"] for r in done),
         "signing_rotations": sum(1 for x in rels[1:] if x.keyset != rels[x.t - 2].keyset),
         "stranded": [r["device"] for r in done if r["stranded"]],
         "missed_everything": sum(1 for r in done if r["held"] == 1 and r["back"] == len(rels)),
@@ -527,6 +540,9 @@ def report(s, log=print):
         s["devices_ran"], s["runtime"], s["releases"], s["signing_rotations"]))
     log("  devices stranded: %d%s   (holding release 1, back after the last: %d)" % (
         len(s["stranded"]), (" " + str(s["stranded"][:20])) if s["stranded"] else "", s["missed_everything"]))
+    if s["unlogged"] or s["foreign"]:
+        log("  NOTE: %d request(s) the devices made are missing from the server's log, %d in it came from elsewhere"
+            % (s["unlogged"], s["foreign"]))
     for key, label, unit in (("requests", "requests per device", ""), ("bytes", "bytes per device (responses)", " B"),
                              ("verifies", "P-256 verifications per device", ""),
                              ("us", "time per device (fetch_update, on the device)", " us")):

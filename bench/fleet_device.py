@@ -6,10 +6,11 @@
 # Driven line by line on stdin, one JSON line answered per command on stdout:
 #   fetch PATH            certpin.fetch_update(path=PATH) (update.url of the
 #                         pinset at PATH): {"ok", "serial", "changed", "reason",
-#                         "message", "us", "verifies"}; "verifies" counts the
-#                         P-256 verifications the device ran (the driver wraps
-#                         certpin._p256.verify for the call: the library itself
-#                         is the one a board runs)
+#                         "message", "us", "verifies", "paths"}; "verifies" counts
+#                         the P-256 verifications the device ran, "paths" the
+#                         requests it made (the driver wraps certpin._p256.verify
+#                         and certpin._fetch._req for the call: the library
+#                         itself is the one a board runs)
 #   peak PATH SRC SERIAL  MicroPython: the least free heap in which a device
 #                         holding SRC's bytes at PATH ends on SERIAL in one
 #                         fetch_update() ({"peak": bytes}), found as
@@ -39,12 +40,14 @@ else:
     ticks_us, ticks_diff = time.ticks_us, time.ticks_diff
 
 count = [0]
+paths = []
 _use = certpin._use  # the library's loader: modules loaded for one call, dropped after it
 
 
 def counting_use(name, fn, *a, **kw):
-    # Load certpin._p256 first and wrap its verify: the update code imports it
-    # from sys.modules, so it runs the wrapper; dropped with the rest after the call.
+    # Load certpin._p256 and certpin._fetch first and wrap _p256.verify and
+    # _fetch._req (each request of the walk): the update code finds them in
+    # sys.modules, so it runs the wrappers; dropped with the rest after the call.
     __import__("certpin._p256")
     m = sys.modules["certpin._p256"]
     if not getattr(m, "_counted", False):
@@ -55,6 +58,17 @@ def counting_use(name, fn, *a, **kw):
             return v(*args)
 
         m.verify = counted
+        m._counted = True
+    __import__("certpin._fetch")
+    m = sys.modules["certpin._fetch"]
+    if not getattr(m, "_counted", False):
+        r = m._req
+
+        def req(get, u, st):
+            paths.append(u[u.find("/", 8):])
+            return r(get, u, st)
+
+        m._req = req
         m._counted = True
     return _use(name, fn, *a, **kw)
 
@@ -73,16 +87,18 @@ def q(s):
 def fetch(path):
     certpin._use = counting_use
     count[0] = 0
+    del paths[:]
     t = ticks_us()
     try:
         ps, changed = certpin.fetch_update(path=path, timeout=30)
         us = ticks_diff(ticks_us(), t)
-        r = '{"ok": true, "serial": %d, "changed": %s, "us": %d, "verifies": %d}' % (
-            ps.serial, "true" if changed else "false", us, count[0])
+        r = '{"ok": true, "serial": %d, "changed": %s, "us": %d, "verifies": %d, "paths": [%s]}' % (
+            ps.serial, "true" if changed else "false", us, count[0], ", ".join(q(p) for p in paths))
     except certpin.Error as e:
         us = ticks_diff(ticks_us(), t)
-        r = '{"ok": false, "reason": %s, "message": %s, "type": %s, "us": %d, "verifies": %d}' % (
-            q(getattr(e, "reason", None)), q(e.args[0] if e.args else e), q(type(e).__name__), us, count[0])
+        r = '{"ok": false, "reason": %s, "message": %s, "type": %s, "us": %d, "verifies": %d, "paths": [%s]}' % (
+            q(getattr(e, "reason", None)), q(e.args[0] if e.args else e), q(type(e).__name__), us, count[0],
+            ", ".join(q(p) for p in paths))
     finally:
         certpin._use = _use
     out(r)

@@ -33,6 +33,7 @@ def test_a_small_fleet_strands_nobody_and_work_grows_with_rotations_missed(tmp_p
     rows = s["devices"]
     assert len(rows) == DEVICES and all(r is not None for r in rows)
     assert s["stranded"] == [], text
+    assert s["unlogged"] == 0, text  # the server saw every request a device says it made
     assert s["signing_rotations"] == len(ROTATIONS) and s["missed_everything"] >= 1
     assert {r["rotations_missed"] for r in rows} >= {0, 1, 2}, "the assignment should cover every case"
     for r in rows:
@@ -45,6 +46,7 @@ def test_a_small_fleet_strands_nobody_and_work_grows_with_rotations_missed(tmp_p
         assert r["verifies"] <= 5 * r["requests"], r  # at most one per key of the old and new sets
         assert r["bytes"] <= r["requests"] * (16384 + 4096)
         assert all(st == 200 for st in r["statuses"]), r
+        assert len(r["paths"]) == r["requests"], r
         # the check-in (issue 17): the access log shows the serial each device held
         assert r["agents"] and all(a.startswith("certpin/") and " serial/" in a for a in r["agents"]), r
     # what a device does depends on the key set it holds and the site it meets, not on how
