@@ -13,7 +13,7 @@ PINSET  ?= pins.json
 TOOL    ?= mpremote
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo bench bench-frozen bench-mcu fuzz soak flash clean
+.PHONY: help setup test demo bench bench-frozen bench-mcu fleet fuzz soak flash clean
 
 help:  ## list the targets
 	@echo "certpin make targets:"
@@ -43,6 +43,9 @@ bench-frozen: $(STAMP)  ## what freezing the library into firmware saves (builds
 
 bench-mcu: $(STAMP)  ## what certpin costs on a Cortex-M0 (RP2040) and RISC-V (ESP32-C3) in QEMU: heap, instructions (installs toolchains and QEMU with apt as root; first build a few minutes)
 	$(PY) bench/mcu.py --install $(BENCH_MCU_ARGS)
+
+fleet: $(STAMP)  ## fleet simulation: 1,000 devices catch up over a published site (20 releases, 5 key rotations), unix port 64 and 32-bit
+	$(PY) bench/fleet.py $(FLEET_ARGS)
 
 fuzz: $(STAMP)  ## long fuzz runs (CI runs a shortened form inside `make test`)
 	CERTPIN_FUZZ_SCALE=20 $(PY) -m pytest -q tests -k "fuzz or corpus or p256"

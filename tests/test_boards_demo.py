@@ -56,13 +56,32 @@ def test_demo_passes_and_cleans_up():
     assert ("REPORTS PUBLISHED over MQTT: 1 record(s)" in rotated and "the collector received on fleet/reports" in rotated) \
         or "MQTT skipped" in rotated, rotated
     # certpin reports --live tells them apart
-    live = out[out.index("== 17."):]
+    live = out[out.index("== 17."):out.index("== 18.")]
     assert "2 record(s) from 1 device(s)" in live
     assert live.count("interception suspected") == 1 and live.count("a rotation without a pin update; ship a pin") == 1
+    _catch_up_story(out[out.index("== 18."):])
 
     work = re.search(r"working in (\S+)", out).group(1)
     assert not os.path.exists(work)
     assert not _processes_using(work), "a process the demo started outlived it"
+
+
+def _catch_up_story(out):
+    # the operator: publish, a rotation signed by the old key and then the new one,
+    # the old key destroyed only after publishing, a server-key rotation
+    operator = out[:out.index("== 19.")]
+    assert "$ certpin pinset publish pins-2.jws www/fleet --name certpin.jws" in operator
+    assert operator.index("NOT COMPLETE") < operator.index("$ certpin pinset sign pins-3.json --key sign-2.pem")
+    assert operator.index("$ certpin pinset publish pins-3.jws") < operator.index("$ rm sign-1.pem")
+    assert "3 of 3 reach it" in operator and "STRANDED" not in operator
+    # the board that slept: refused by the rotated server, one call, three requests, reconnected
+    board = out[out.index("== 19."):]
+    refused = board.index("REFUSED by the rotated server")
+    caught = board.index("CAUGHT UP in one fetch_update() call: installed serial 5")
+    assert refused < caught < board.index("PINNED OK again")
+    gets = re.findall(r'"GET (/fleet/certpin\.jws\S*) HTTP/1\.0" 200', board)
+    assert len(gets) == 3 and gets[0] == "/fleet/certpin.jws" and all(g.startswith("/fleet/certpin.jws.d/")
+                                                                       for g in gets[1:]), gets
 
 
 def test_demo_interrupted_while_the_board_runs_cleans_up():

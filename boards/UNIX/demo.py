@@ -37,6 +37,14 @@ The fleet's reports (docs/reports.md), fleet_reports() below:
      install(), a real mosquitto broker: skipped with a note without one);
  17. `certpin reports --live` on what the collector received: it asks the
      server which key it presents now and tells the two stories apart.
+A board that sleeps through rotations (docs/signing.md, catch_up_story below):
+ 18. while the board is off, the operator publishes with `certpin pinset
+     publish` (a static site: the newest release + catch-up files), rotates
+     the signing key (the rotation release signed by the old key AND the new
+     one; the old key destroyed only after publishing) and the server key (the
+     backup becomes the live key, a new backup is added);
+ 19. the board wakes: the rotated server refuses it, ONE fetch_update() call
+     walks the catch-up path to the newest release, and it reconnects.
 
 Everything it starts (servers, the vboard, the board's example) and every file
 it writes (a temporary directory) is gone when it ends, also on Ctrl-C. Exit
@@ -643,11 +651,14 @@ def main():
 
         run(["cp", bundle2, published], work)  # the update server holds the fleet's release again
         fleet_reports(work, pki, port, genuine, attacker, backup1, cleanup)
+        catch_up_story(work, port, genuine, pki, updates, pins2, bundle2, sign1, backup2)
 
         print("\n%sdemo passed%s: the board accepted the genuine backend and refused the attacker before sending "
               "it a byte; when the server's key changed it fetched, verified and installed the signed pinset and "
               "reconnected; it refused every attacker bundle and kept its pinset; it recorded an interception and a "
-              "key rotation, reported both, and the operator told them apart." % (GREEN + BOLD, RESET))
+              "key rotation, reported both, and the operator told them apart; after sleeping through a "
+              "signing-key and a server-key rotation it caught up in one call and reconnected."
+              % (GREEN + BOLD, RESET))
         return 0
     except StepFailed as e:
         print("\n%sdemo FAILED: %s%s" % (RED + BOLD, e, RESET), file=sys.stderr)
@@ -668,6 +679,96 @@ def main():
         if updates:
             updates.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+# Run on the board when it wakes up: what main.py does after a refusal, with
+# the details shown (one fetch_update() call, however many releases it missed).
+CATCH_UP = """\
+import certpin
+ps = certpin.load()
+print("the board wakes holding serial %%s" %% ps.serial)
+try:
+    certpin.connect("localhost", %d, pinset=ps, timeout=15).close()
+    print("CONNECTED (the server still holds a pinned key)")
+except certpin.PinError as e:
+    print("REFUSED by the rotated server: " + e.args[0].splitlines()[0])
+ps, changed = certpin.fetch_update(timeout=15)
+print("CAUGHT UP in one fetch_update() call: %%s serial %%s" %% ("installed" if changed else "still", ps.serial))
+certpin.connect("localhost", %d, pinset=ps, timeout=15).close()
+print("PINNED OK again, with the pinset it caught up to")
+"""
+
+
+def catch_up_story(work, port, genuine, pki, updates, pins2, bundle2, sign1, backup2):
+    """Steps 18-19: the board (holding pins-2.json, signed by sign-1) sleeps while the
+    operator publishes three releases with `certpin pinset publish`: a signing-key
+    rotation (sign-1 -> sign-2), then a server-key rotation; it wakes and catches up."""
+    site = os.path.join(work, "www", "fleet")  # update.url is http://127.0.0.1:PORT/fleet/certpin.jws
+    name = os.path.basename(UPDATE_PATH)
+
+    def publish(bundle):
+        run(CERTPIN + ["pinset", "check-update", bundle, "--site", site, "--name", name], work)
+        run(CERTPIN + ["pinset", "publish", bundle, site, "--name", name], work)
+
+    say("18. the board is switched off (it holds pins-2.json, serial 2); meanwhile the operator publishes with "
+        "`certpin pinset publish`, rotates the signing key and then the server key")
+    print("  the update server's single file gives way to a site; the release the board holds starts its history")
+    os.remove(os.path.join(site, name))
+    run(CERTPIN + ["pinset", "publish", bundle2, site, "--name", name], work)
+
+    print("\n  -- a signing-key rotation: sign-2 replaces sign-1; the rotation release is signed by BOTH")
+    sign2 = os.path.join(work, "sign-2.pem")
+    run(CERTPIN + ["keygen", "--signing", sign2, "--public", os.path.join(work, "sign-2.pub.pem")], work)
+    pins3 = os.path.join(work, "pins-3.json")
+    run(["cp", pins2, pins3], work)
+    run(CERTPIN + ["pinset", "set-update", pins3, "--update-key", os.path.join(work, "sign-2.pub.pem")], work)
+    bundle3 = os.path.join(work, "pins-3.jws")
+    p = run(CERTPIN + ["pinset", "sign", pins3, "--key", sign1, "-o", bundle3], work)
+    if "NOT COMPLETE" not in p.stdout:
+        raise StepFailed("sign did not say that the new key has yet to sign the rotation release")
+    run(CERTPIN + ["pinset", "sign", pins3, "--key", sign2, "-o", bundle3], work)
+    publish(bundle3)
+    print("  only now, with the rotation published, is the old signing key destroyed:")
+    run(["rm", sign1], work)
+
+    print("\n  -- a server-key rotation: the next pinset pins backup-2 (live) and a new backup-3")
+    backup3 = os.path.join(work, "backup-3.pem")
+    run(CERTPIN + ["keygen", backup3], work)
+    pins4 = os.path.join(work, "pins-4.json")
+    run(["cp", pins3, pins4], work)
+    run(CERTPIN + ["pinset", "add", pins4, "localhost", "--replace", "--key", backup2, "--key", backup3], work)
+    bundle4 = os.path.join(work, "pins-4.jws")
+    run(CERTPIN + ["pinset", "sign", pins4, "--key", sign2, "-o", bundle4], work)
+    publish(bundle4)
+    print("  the server moves to its backup key, backup-3 (the board, asleep, pins only backup-1 and backup-2)")
+    serve_leaf(genuine, pki.issue_for_key("backup-3", read(backup3, "rb")), pki.dir)
+    print("  ... and the next pinset adds a new backup, backup-4; the site now strands nobody holding any release:")
+    backup4 = os.path.join(work, "backup-4.pem")
+    run(CERTPIN + ["keygen", backup4], work)
+    pins5 = os.path.join(work, "pins-5.json")
+    run(["cp", pins4, pins5], work)
+    run(CERTPIN + ["pinset", "add", pins5, "localhost", "--replace", "--key", backup3, "--key", backup4], work)
+    bundle5 = os.path.join(work, "pins-5.jws")
+    run(CERTPIN + ["pinset", "sign", pins5, "--key", sign2, "-o", bundle5], work)
+    p = run(CERTPIN + ["pinset", "check-update", bundle5, "--site", site, "--name", name], work)
+    if "serial 2 (key set" not in p.stdout or "3 of 3 reach it" not in p.stdout:
+        raise StepFailed("check-update --site did not show the board's release reaching serial 5")
+    run(CERTPIN + ["pinset", "publish", bundle5, site, "--name", name], work)
+
+    say("19. the board wakes: the rotated server refuses it; one fetch_update() call catches up; it reconnects")
+    script = os.path.join(work, "catch-up.py")
+    write(script, CATCH_UP % (genuine.port, genuine.port))
+    logged = len(updates.log)
+    out = run(MPREMOTE + ["connect", port, "resume", "run", script], work, what="catch-up.py").stdout
+    print("  the update server's log (one fetch_update() call):")
+    for line in updates.log[logged:]:
+        print("  | " + line)
+    if "REFUSED by the rotated server" not in out:
+        raise StepFailed("the rotated server did not refuse the board that slept")
+    if "CAUGHT UP in one fetch_update() call: installed serial 5" not in out or "PINNED OK again" not in out:
+        raise StepFailed("the board did not catch up to serial 5 and reconnect")
+    if len(updates.log) - logged < 2:
+        raise StepFailed("the board did not walk the catch-up path")
 
 
 if __name__ == "__main__":

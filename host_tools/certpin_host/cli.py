@@ -3,8 +3,9 @@
 Subcommands (each in its own module certpin_host/cmd_<name>.py):
   pin      print the SPKI pins of certificates, keys, CSRs or live servers
   keygen   make an offline backup key pair and print its pin, or a pinset signing key (--signing)
-  pinset   build, check and sign pinset files (new, add, from-server, set-update, lint, sign, check-update;
-           sign and check-update live in pinset_sign.py and pinset_check.py)
+  pinset   build, check, sign and publish pinset files (new, add, from-server, set-update, lint, sign,
+           check-update, publish; sign, check-update and publish live in pinset_sign.py,
+           pinset_check.py and pinset_publish.py, the update site's layout in site.py)
   verify   connect to every host of a pinset and report whether a device would accept it
   flash    lint a pinset (or check a signed bundle against the board), then install it atomically
   status   what a board holds: library, pinset, time floor, failure journal
@@ -35,7 +36,9 @@ signed updates (devices fetch and install them; docs/signing.md):
   certpin keygen --signing sign-a.pem --public sign-a.pub.pem   # one per offline machine
   certpin pinset set-update pins.json --update-key sign-a.pub.pem --update-key sign-b.pub.pem --threshold 2
   certpin pinset sign pins.json --key sign-a.pem -o pins.jws    # each signer in turn
-  certpin pinset check-update pins.jws --current installed.json # exit 0: devices install it; publish
+  certpin pinset check-update pins.jws --current installed.json # exit 0: devices install it
+  certpin pinset check-update fleet.jws --site www/             # every published release reaches it?
+  certpin pinset publish fleet.jws www/                         # the newest release + the catch-up files
 
 in the field (docs/reports.md):
   certpin status --port /dev/ttyUSB0               # a board's pinset, time floor and failure journal

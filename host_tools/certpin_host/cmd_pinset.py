@@ -1,11 +1,11 @@
-"""certpin pinset: build, check and sign pinset files (new, add, from-server, set-update, lint, sign,
-check-update)."""
+"""certpin pinset: build, check, sign and publish pinset files (new, add, from-server, set-update, lint, sign,
+check-update, publish)."""
 import argparse
 import json
 import os
 import sys
 
-from certpin_host import fetch, lint, pinset_check, pinset_sign, pinsetfile, updates
+from certpin_host import fetch, lint, pinset_check, pinset_publish, pinset_sign, pinsetfile, updates
 from certpin_host.errors import EXIT_FAIL, UserError
 from certpin_host.pins import cert_item, check_pin, load_file, print_warnings
 
@@ -17,7 +17,8 @@ subcommands:
   set-update    set the keys allowed to sign the next pinset (and threshold, URL), bump "serial"
   lint          check FILE: what a device would refuse, plus governance rules
   sign          make or extend a signed bundle (JWS) of FILE that devices install themselves
-  check-update  would a device holding the current pinset install a bundle now?
+  check-update  would a device holding the current pinset install a bundle now? (--site: every published release)
+  publish       put a signed release on a static update site, refusing one that strands devices
 
 Every command that writes FILE sets "issued" to today (UTC) when it bumps
 "serial", and lints the file afterwards.
@@ -32,6 +33,7 @@ examples:
   certpin pinset lint pins.json
   certpin pinset sign pins.json --key sign-a.pem -o pins.jws
   certpin pinset check-update pins.jws --current installed.json
+  certpin pinset check-update fleet.jws --site www/ && certpin pinset publish fleet.jws www/
 """
 
 _HOST_FLAGS_EPILOG = """\
@@ -50,7 +52,8 @@ fetch it.
 def register(sub):
     p = sub.add_parser(
         "pinset",
-        help="build, check and sign pinset files (new, add, from-server, set-update, lint, sign, check-update)",
+        help="build, check, sign and publish pinset files (new, add, from-server, set-update, lint, sign, "
+        "check-update, publish)",
         description="Build, check and sign pinset files: the JSON a device loads, and the signed bundles a "
         "device fetches and installs itself.",
         epilog=EPILOG,
@@ -185,6 +188,7 @@ examples:
 
     pinset_sign.register(ps)
     pinset_check.register(ps)
+    pinset_publish.register(ps)
 
 
 def _host_flags(p):
@@ -207,7 +211,7 @@ def _port_arg(text):
 
 def _no_sub(args):
     args.pinset_parser.print_help(sys.stderr)
-    raise UserError("missing subcommand: new, add, from-server, set-update, lint, sign or check-update")
+    raise UserError("missing subcommand: new, add, from-server, set-update, lint, sign, check-update or publish")
 
 
 # ---------------------------------------------------------------- building

@@ -26,28 +26,54 @@ On refusal the reason is one of: too_large, not_jws, no_update_keys, no_serial,
 unsupported_alg, unknown_key, bad_signature, threshold, bad_pinset, rollback,
 expired.
 
+--current may also be a published bundle (the release devices hold now, as
+an operator keeps it): its payload is the pinset a device holds.
+
+--site SITE_DIR (the directory `certpin pinset publish` maintains): before
+publishing, would every device reach BUNDLE? A device holding each release the
+site has published is walked to BUNDLE, as `publish` would lay the site out, by
+the device library's own catch-up walk (certpin._fetch.walk); each release is
+listed by serial with its key set, and those that cannot reach it with the
+device's reason. It also refuses what `publish` refuses (a serial not greater
+than the newest, a bundle its own new update keys did not sign, ...).
+
 examples:
   certpin pinset check-update pins.jws --current installed.json
   certpin pinset check-update pins.jws --current installed.json --json
   certpin pinset check-update pins.jws --current installed.json --today 2027-01-01
   certpin pinset check-update pins.jws --port /dev/ttyUSB0   # a board's own pinset and time floor
+  certpin pinset check-update fleet.jws --current www/fleet.jws   # the newest release published there
+  certpin pinset check-update fleet.jws --site www/ && certpin pinset publish fleet.jws www/
 
-exit status: 0 a device installs it (or already holds exactly this pinset),
-1 a device refuses it (the reason is printed), 2 a file is missing or unreadable.
+exit status: 0 a device installs it (or already holds exactly this pinset;
+with --site: every published release reaches it), 1 a device refuses it (the
+reason is printed; with --site: some release cannot reach it, or publish would
+refuse it), 2 a file is missing or unreadable.
 """
 
 
 def register(ps):
     c = ps.add_parser("check-update", help=HELP, description="Decide, with the device library's own code, whether "
-                      "a device holding CURRENT (or the board on --port) installs BUNDLE now; print the reason or "
-                      "what would change.",
+                      "a device holding CURRENT (or the board on --port) installs BUNDLE now (print the reason or "
+                      "what would change), and with --site whether a device holding any release published there "
+                      "reaches it.",
                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("bundle", metavar="BUNDLE")
-    c.add_argument("--current", metavar="PINSET", help="the pinset the devices hold now")
+    c.add_argument("--current", metavar="PINSET",
+                   help="the pinset the devices hold now, or the published bundle that carries it")
     add_board_flags(c)
+    add_site_flags(c)
     c.add_argument("--today", metavar="DATE", help="judge expiry as of this UTC date (default: today)")
     c.add_argument("--json", action="store_true", help="print the verdict as JSON")
     c.set_defaults(func=run)
+
+
+def add_site_flags(c):
+    c.add_argument("--site", metavar="SITE_DIR",
+                   help="the update site `certpin pinset publish` maintains: would a device holding each release "
+                   "published there reach BUNDLE?")
+    c.add_argument("--name", metavar="NAME", help="with --site: the file name devices fetch (default: BUNDLE's file "
+                   "name)")
 
 
 def device_verify():
@@ -82,10 +108,12 @@ def decide(installed, bundle, today=None, floor=None):
     v = {"ok": False, "same": False, "reason": None, "message": None, "serial_from": None, "serial_to": None,
          "issued": None, "expires": None}
     try:
-        if floor is not None:
+        if floor is not None:  # the device's own rule: trust() weighs the floor file, step() judges
             from certpin import _update
 
-            payload, new, same = _update._verify(installed, bundle, today, floor)[:3]
+            t, cur = _update.trust(installed, floor)
+            r = _update.step(t, [bundle], True, today)
+            payload, new, same = (installed, cur, True) if r is None else (r[0], r[1], False)
         else:
             payload, new, same = verify(installed, bundle, today)
     except certpin.Error as e:
@@ -198,27 +226,96 @@ def _today(text):
     return (d.year, d.month, d.day)
 
 
+def read_current(path):
+    """(pinset bytes, what was read) for --current: a pinset file, or a bundle whose payload
+    is the pinset (what an operator keeps of a published release)."""
+    data = read_bytes(path, "pinset")
+    if not jws.looks_like_bundle(data):
+        return data, "pinset"
+    try:
+        return jws.loads(data).payload, "bundle"
+    except jws.BundleError as e:
+        raise UserError("%s: looks like a bundle, but its payload cannot be read: %s" % (path, e))
+
+
 def run(args):
     today = _today(args.today)
+    if args.current is None and args.site is None and not args.port:
+        raise UserError("give --current PINSET (the pinset devices hold now), --port PORT (ask a board) and/or "
+                        "--site SITE_DIR (every release published there)")
+    if args.name and args.site is None:
+        raise UserError("--name goes with --site")
     bundle = read_bytes(args.bundle, "bundle")
     refuse_plain_pinset(args.bundle, bundle)
+    ok = True
+    docs = {}
+    if args.port or args.current is not None:
+        ok = run_current(args, bundle, today, docs) and ok
+    if args.site is not None:
+        ok = run_site(args, today, docs) and ok
+    if args.json:
+        doc = docs.get("current") or {"bundle": args.bundle}
+        if "site" in docs:
+            doc["site"] = docs["site"]
+        print(json.dumps(doc, indent=2))
+    return 0 if ok else EXIT_FAIL
+
+
+def run_current(args, bundle, today, docs):
+    """--current (a pinset, or a bundle's payload) or --port (the board's own state)."""
     if args.port:  # the board's own state wins over --current
         current, floor, args.current = board_current(args)
-    elif args.current:
-        current, floor = read_bytes(args.current, "pinset"), None
+        kind = "board"
     else:
-        raise UserError("give --current PINSET (the pinset devices hold now) or --port PORT (ask a board)")
+        (current, kind), floor = read_current(args.current), None
     verdict, payload = decide(current, bundle, today, floor)
     sigs = signature_verdicts(current, bundle)
     diff = changes(current, payload) if payload is not None and not verdict["same"] else []
     if args.json:
-        doc = {"bundle": args.bundle, "current": args.current}
+        doc = {"bundle": args.bundle, "current": args.current, "current_read": kind}
         doc.update(verdict)
         doc.update(signatures=sigs, changes=diff)
-        print(json.dumps(doc, indent=2))
+        docs["current"] = doc
     else:
+        if kind == "bundle":
+            print("%s is a bundle: checking against its payload, the pinset devices hold once they installed it%s"
+                  % (args.current, _serial_note(current)))
         _print_text(args, verdict, sigs, diff)
-    return 0 if verdict["ok"] else EXIT_FAIL
+    return verdict["ok"]
+
+
+def _serial_note(payload):
+    try:
+        return " (serial %s)" % json.loads(payload.decode("utf-8")).get("serial")
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        return ""
+
+
+def run_site(args, today, docs):
+    """--site: the published releases walked to BUNDLE as publish would lay the site out."""
+    from certpin_host import pinset_publish, site as sitemod
+
+    st, new = pinset_publish.open_site(args.site, args.bundle, args.name)
+    plan = sitemod.Plan(st, new, today)
+    doc = pinset_publish.as_json(plan, args, [], pinset_publish.notes(st, new))
+    doc.pop("written")
+    doc["status"] = "ok" if plan.ok else "refused"
+    if args.json:
+        docs["site"] = doc
+    else:
+        print("%s: serial %d, %s, against the site %s (%s)" % (args.bundle, new.serial, new.describe_keys(), args.site,
+                                                                 plan.name))
+        for n in doc["notes"]:
+            print("  note: %s" % n)
+        for r in plan.refusals:
+            print("  publish REFUSES it: %s" % r.replace("\n", "\n    "))
+        pinset_publish.print_reach(plan, sys.stdout)
+        for r in plan.forceable:
+            print("  publish REFUSES it (--force aside): %s" % r)
+        if plan.same:
+            print("  already published there, byte for byte")
+        sys.stdout.flush()
+    return plan.ok
 
 
 # ---------------------------------------------------------------- a plain pinset, a board's own state
@@ -279,7 +376,7 @@ def board_current(args):
                         "(`certpin flash BUNDLE --force` provisions it)" % (args.port, args.dest), EXIT_FAIL)
     label = "the board on %s (%s%s)" % (args.port, args.dest, ".bak" if state["from_bak"] else "")
     if args.current:
-        given = read_bytes(args.current, "pinset")
+        given = read_current(args.current)[0]
         if given != state["installed"]:
             note("NOTE: the board's pinset (serial %s) is not --current %s (serial %s): judging by the board's"
                  % (_serial(state["installed"]), args.current, _serial(given)))

@@ -26,7 +26,13 @@ EPILOG = """\
 The bundle's payload is the exact bytes of PINSET; each signature is ES256
 (ECDSA P-256, SHA-256) by a key named by its kid ("sha256/<pin of the key>").
 A device installs the bundle when at least "threshold" distinct keys of the
-pinset it holds NOW have signed (the new pinset's keys sign the NEXT update).
+pinset it holds NOW have signed, and, when PINSET names update keys, at least
+PINSET's own "threshold" of ITS keys too (rule new_threshold: proof the new keys
+are held, so a rotation to a mistyped or lost key is refused). A release that
+keeps its keys meets both with the same signatures; a rotation release is signed
+by the old keys AND the new ones, one signer at a time. Until its own keys have
+signed, `sign` writes the bundle and says what is missing (devices, check-update
+and publish refuse it until then).
 
 Before signing, PINSET is checked as `certpin flash` checks it: what a device
 would refuse is never signed; lint errors are refused unless --force, warnings
@@ -133,9 +139,63 @@ def run(args):
     kids = _kids(bundle)
     print("%s: %d signature(s) by %d distinct key(s): %s" % (args.output, len(bundle.signatures), len(kids),
                                                               ", ".join(kids)))
-    print("%s: next: certpin pinset check-update %s --current INSTALLED_PINSET (the pinset devices hold now: "
-          "its update keys and threshold decide)" % (args.output, args.output))
+    missing = own_keys_missing(out, payload)
+    if missing:
+        print("%s: NOT COMPLETE: %s" % (args.output, missing))
+        print("%s: next: on the machine of one of those keys: certpin pinset sign %s --key KEY.pem -o %s"
+              % (args.output, args.pinset, args.output))
+    else:
+        print("%s: next: certpin pinset check-update %s --current INSTALLED_PINSET (the pinset devices hold now: "
+              "its update keys and threshold decide)" % (args.output, args.output))
     return 0
+
+
+def own_keys_missing(bundle_bytes, payload):
+    """None when the pinset names no update keys or a threshold of them signed the bundle
+    (rule new_threshold, decided by the device library); else what is missing."""
+    import json
+
+    import certpin
+    from certpin import _update
+
+    u = json.loads(payload.decode("utf-8")).get("update")
+    if not isinstance(u, dict):
+        return None
+    from certpin_host.site import signatures_meet
+
+    try:
+        p, sigs = _update.parse_bundle(bundle_bytes)
+        signatures_meet(p, sigs, u, "new_threshold")
+        return None
+    except certpin.Error as e:
+        if getattr(e, "reason", None) != "new_threshold":
+            raise UserError("the bundle is not one a device reads: %s" % (e.args[0] if e.args else e), EXIT_FAIL)
+    signed = set(_valid_kids(bundle_bytes, u["keys"]))
+    have = [jws.kid_of_line(k) for k in u["keys"]]
+    todo = [k for k in have if k not in signed]
+    return ("devices refuse it (new_threshold) until %d of the %d update keys PINSET names have signed it (proof the "
+            "new keys are held); %d ha%s: %s; not yet: %s"
+            % (u["threshold"], len(have), len(signed), "s" if len(signed) == 1 else "ve",
+               ", ".join(k for k in have if k in signed) or "none", ", ".join(todo)))
+
+
+def _valid_kids(bundle_bytes, lines):
+    """The kids of `lines` with a valid signature in the bundle (for the message; the device decided)."""
+    keys = {}
+    for line in lines:
+        try:
+            pub = jws.public_key_of_line(line)
+        except ValueError:
+            continue
+        keys[jws.kid(pub)] = pub
+    b = jws.loads(bundle_bytes)
+    out = []
+    for i, header, kid_, raw, problem in b.entries():
+        if problem or kid_ not in keys or kid_ in out or header.get("alg") != jws.ALG or len(raw) != 64:
+            continue
+        if jws.verify_der(keys[kid_], jws.raw_to_der(raw), b.signing_input(b.signatures[i]["protected"])):
+            out.append(kid_)
+    return out
 
 
 def _checked_pinset(args):
