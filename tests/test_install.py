@@ -341,3 +341,21 @@ def test_cpython_install_is_micropython_only(client):
     out = client(runtime="cpython", mode="tls", host="localhost", port=1)
     assert out["runtime"] == "cpython"
     assert out["ok"] is False and out["type"] == "Error" and "MicroPython-only" in out["message"], out
+
+
+@pytest.mark.parametrize("fw", ["micropython", "mp1.23"])
+def test_an_update_applies_to_install_at_once(fw, pki, serve, tmp_path):
+    # install() loaded /certpin.json; a signed update replaces that file: the application's next
+    # connections are pinned to the new pinset, not to the one install() loaded at boot (it kept
+    # the old Pinset until the next install() call before).
+    from conftest import firmware
+    from support import jws
+
+    rt = Runtime("micropython") if fw == "micropython" else firmware(fw)
+    old, new = serve(pki.genuine), serve(pki.rotated)
+    key = jws.new_key()
+    hosts = lambda pin: {"localhost": {"pins": [pin, BACKUP]}}  # noqa: E731
+    (tmp_path / "certpin.json").write_bytes(jws.pinset(1, [key], hosts=hosts(pki.genuine.pin)))
+    (tmp_path / "b.jws").write_bytes(jws.bundle(jws.pinset(2, [key], hosts=hosts(pki.rotated.pin)), [key]))
+    p = rt.run("install_update.py", tmp_path, tmp_path / "b.jws", old.port, new.port)
+    assert p.stdout.strip().splitlines()[-1:] == ['["ok", "refused", "refused", "ok"]'], p.stdout + p.stderr

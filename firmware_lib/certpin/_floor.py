@@ -10,6 +10,7 @@
 # certpin._update and certpin._fetch, kept apart from them so that the
 # connection path's floor moves do not load them with certpin._update.
 import os
+import sys
 
 
 def advance(ps, day):
@@ -92,6 +93,13 @@ def save(path, data, new, day):
     new.floor = read_floor(fp)
     if day:
         advance(new, day)  # writes the floor file only if it moves
+    # certpin.install() pinning with the pinset this file held: the
+    # application's next connections are pinned to the new one (not only after
+    # the next boot's install()).
+    i = sys.modules.get("certpin._install")
+    p = i and i._policy
+    if type(p) is tuple and p[0]._fp == fp:
+        i._policy = (new,) + p[1:]
 
 
 def _refused(msg):
