@@ -313,7 +313,7 @@ def _validate(d):
             p = "sha256/" if kind == 1 else "cert-sha256/"
             try:
                 dg = a2b_base64(pin[len(p) :]) if pin[: len(p)] == p else b""
-            except Exception:
+            except (ValueError, TypeError):  # not base64, not a str (MemoryError is no verdict on the pin)
                 dg = b""
             if not isinstance(pin, str) or len(pin) != len(p) + 44 or len(dg) != 32 or b2a_base64(dg)[:44] != pin[len(p) :].encode():
                 _fail(
