@@ -10,7 +10,6 @@ refused before the client's CONNECT is sent.
 """
 import json
 import os
-import sys
 
 import pytest
 

@@ -9,7 +9,6 @@ a real LittleFS that is full or mounted read-only.
 """
 import json
 import os
-import time
 
 import pytest
 

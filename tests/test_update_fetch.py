@@ -7,7 +7,6 @@ type), and the installed pinset is untouched. A genuine server installs the
 bundle over http, over https without pins (with and without cadata), and over
 https to an update host that is itself in the pinset (its pins apply).
 """
-import json
 
 import pytest
 

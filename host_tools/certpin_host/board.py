@@ -28,7 +28,6 @@ final files are hashed again (read back). A connection that dies part way
 leaves temporary files only; the next install removes them first.
 """
 import binascii
-import hashlib
 import time
 
 TMP_SUFFIX = ".tmp"

@@ -2,7 +2,9 @@
 
     read_bytes(path, what)           the file's bytes; UserError (exit 2) if unreadable
     write_atomic(path, data, ...)    temporary file in the same directory, fsync,
-                                     then rename: a reader never sees half a file
+                                     then rename, then fsync of the directory: a
+                                     reader never sees half a file, and the rename
+                                     survives a crash
 """
 import os
 import tempfile
@@ -40,6 +42,7 @@ def write_atomic(path, data, overwrite=True, mode=0o644):
         os.chmod(tmp, mode)
         if overwrite:
             os.replace(tmp, path)
+            _fsync_dir(directory)
         else:
             try:
                 os.link(tmp, path)  # fails if path appeared meanwhile
@@ -50,8 +53,23 @@ def write_atomic(path, data, overwrite=True, mode=0o644):
                 if os.path.lexists(path):
                     raise UserError("%s: already exists (use --force to overwrite)" % path)
                 os.replace(tmp, path)
+            _fsync_dir(directory)
     except OSError as e:
         raise UserError("%s: cannot write: %s" % (path, e.strerror or e))
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync_dir(d):
+    # The rename is in the directory: without this a crash can lose it.
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory
+    finally:
+        os.close(fd)

@@ -107,11 +107,6 @@ def sha256_file(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def sha256_file(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def library_names():
     return [os.path.splitext(os.path.basename(s))[0] for s in library_sources()]
 

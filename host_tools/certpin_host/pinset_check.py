@@ -216,16 +216,6 @@ def _kids(lines):
     return out
 
 
-def _today(text):
-    if text is None:
-        return None
-    try:
-        d = pinsetfile.parse_date(text)
-    except ValueError as e:
-        raise UserError("--today: %s" % e)
-    return (d.year, d.month, d.day)
-
-
 def read_current(path):
     """(pinset bytes, what was read) for --current: a pinset file, or a bundle whose payload
     is the pinset (what an operator keeps of a published release)."""
@@ -239,7 +229,7 @@ def read_current(path):
 
 
 def run(args):
-    today = _today(args.today)
+    today = pinsetfile.today_arg(args.today)
     if args.current is None and args.site is None and not args.port:
         raise UserError("give --current PINSET (the pinset devices hold now), --port PORT (ask a board) and/or "
                         "--site SITE_DIR (every release published there)")

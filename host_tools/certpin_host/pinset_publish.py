@@ -13,6 +13,7 @@ import json
 import os
 import sys
 
+from certpin_host import pinsetfile
 from certpin_host import site as sitemod
 from certpin_host.errors import EXIT_FAIL, UserError
 from certpin_host.files import read_bytes
@@ -77,18 +78,6 @@ def add_site_flags(p):
     p.add_argument("--today", metavar="DATE", help="judge expiry as of this UTC date (default: today)")
 
 
-def today_arg(text):
-    if text is None:
-        return None
-    from certpin_host import pinsetfile
-
-    try:
-        d = pinsetfile.parse_date(text)
-    except ValueError as e:
-        raise UserError("--today: %s" % e)
-    return (d.year, d.month, d.day)
-
-
 def open_site(site_dir, bundle_path, name=None):
     """(Site, Release) for publishing the bundle at bundle_path into site_dir."""
     name = name or os.path.basename(bundle_path)
@@ -112,7 +101,7 @@ def notes(site, new):
 
 
 def run(args):
-    today = today_arg(args.today)
+    today = pinsetfile.today_arg(args.today)
     site, new = open_site(args.site, args.bundle, args.name)
     lock = site.lock()
     try:

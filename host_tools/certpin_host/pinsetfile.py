@@ -128,6 +128,17 @@ def today():
     return datetime.datetime.now(datetime.timezone.utc).date()
 
 
+def today_arg(text):
+    """--today DATE as (Y, M, D) for the device library's rules, None when not given; UserError otherwise."""
+    if text is None:
+        return None
+    try:
+        d = parse_date(text)
+    except ValueError as e:
+        raise UserError("--today: %s" % e)
+    return (d.year, d.month, d.day)
+
+
 def stamp(data, serial):
     """A new release of the pinset: set "serial" and "issued" (today, UTC).
 

@@ -28,10 +28,10 @@ import fcntl
 import hashlib
 import os
 import re
-import tempfile
 
 from certpin_host import jws
 from certpin_host.errors import EXIT_FAIL, UserError
+from certpin_host.files import write_atomic
 
 RELEASES = "releases"
 _SERIAL_FILE = re.compile(r"^(0|[1-9][0-9]{0,15})\.jws$")
@@ -365,38 +365,13 @@ def write(site_dir, files, order, report=None, hook=None):
 
 
 def _replace(dst, data):
+    # Atomically (files.write_atomic: tmp, fsync, rename, fsync of the directory), readable by a web server.
     d = os.path.dirname(dst)
     try:
         os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".certpin-", suffix=".tmp", dir=d)
     except OSError as e:
         raise UserError("%s: cannot write: %s" % (dst, e.strerror or e))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # a web server reads it
-        os.replace(tmp, dst)
-        _fsync_dir(d)
-    except OSError as e:
-        raise UserError("%s: cannot write: %s" % (dst, e.strerror or e))
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _fsync_dir(d):
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot fsync a directory
-    finally:
-        os.close(fd)
+    write_atomic(dst, data, mode=0o644)
 
 
 # ---------------------------------------------------------------- a publish, planned
