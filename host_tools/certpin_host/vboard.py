@@ -79,7 +79,10 @@ def boot_script(fs, root, image=None, mkfs=False, cut_after=None):
 
     cut_after (tests only, lfs2/fat; never set by `certpin vboard`): the flash
     loses power after that many block writes: every later write is dropped and
-    raises OSError(EIO), so the image holds exactly the first cut_after writes.
+    fails with -EIO, the error code a board's C flash driver returns (raising
+    instead would unwind through littlefs's C code and leave it in a state no
+    board reaches: the unix port then crashed or hung in a finaliser at exit),
+    so the image holds exactly the first cut_after writes.
     -1 counts without cutting. The block device stays in the globals as
     ``_bdev`` (``_bdev.writes``: block writes so far) for the test to read.
     """
@@ -125,7 +128,7 @@ def boot_script(fs, root, image=None, mkfs=False, cut_after=None):
             lines += [
                 "        self.writes += 1",
                 "        if self.cut >= 0 and self.writes > self.cut:",
-                "            raise OSError(5)  # the power is gone: this write and every later one are lost",
+                "            return -5  # the power is gone: this write and every later one are lost (-EIO)",
             ]
         lines += [
             "        self.f.seek(n * self.bs + off)",
