@@ -23,8 +23,8 @@ A device is stranded unless it ends on release b, the newest when it came back.
 Per device: requests and bytes (counted by the HTTP server), P-256
 verifications (counted by the device process), time (on the device). Then the
 worst device (most verifications) again alone: the peak heap of its catch-up
-against a plain one-release update, measured the same way (MicroPython), and
-the heap it leaves behind.
+against a one-release fetch_update() and the same release by certpin.update(),
+with bench/peak.py's measure (MicroPython), and the heap it leaves behind.
 
     .venv/bin/python bench/fleet.py                        # `make fleet`: 1,000 devices, 20 releases
     .venv/bin/python bench/fleet.py --runtime mp1.28-32    # the 32-bit build in ../shared/runtimes
@@ -449,21 +449,22 @@ def heap_figures(work, rels, argv, env, heap, devices_close, peaks=True):
     path = os.path.join(probe, "certpin.json")
     out = {"worst_held": worst.release.serial, "worst_requests": len(worst.urls), "worst_verifies": worst.verifies,
            "one_held": one.release.serial, "one_requests": len(one.urls), "one_verifies": one.verifies}
+    for key, v in (("worst", worst), ("one", one)):
+        with open(os.path.join(work, "%s-src.json" % key), "wb") as f:
+            f.write(v.release.payload)
+    if peaks:  # bench/peak.py's measure (the one every bench uses), each in a fresh device process
+        bundle = os.path.join(work, "newest.jws")
+        with open(bundle, "wb") as f:
+            f.write(newest.data)
+        for key, src, extra in (("worst", "worst", ""), ("one", "one", ""), ("update", "one", " " + bundle)):
+            d = Devices(unrandomised(argv), env, PEAK_HEAP)
+            try:
+                out[key + "_peak"] = d.ask("peak %s %s %d%s" % (path, os.path.join(work, src + "-src.json"),
+                                                                 newest.serial, extra), timeout=3600)["peak"]
+            finally:
+                d.close()
     d = Devices(argv, env, heap)
     try:
-        for key, v in (("worst", worst), ("one", one)):
-            src = os.path.join(work, "%s-src.json" % key)
-            with open(src, "wb") as f:
-                f.write(v.release.payload)
-            if peaks:
-                out[key + "_peak"] = d.ask("peak %s %s %d" % (path, src, newest.serial))["peak"]
-                out[key + "_minheap"] = min_heap_delta(argv, env, path, src, newest.serial)
-        if peaks:  # the same one-release step as certpin.update(bytes): no HTTP, what `make bench` measures
-            bundle = os.path.join(work, "newest.jws")
-            with open(bundle, "wb") as f:
-                f.write(newest.data)
-            out["update_minheap"] = min_heap_delta(argv, env, path, os.path.join(work, "one-src.json"), newest.serial,
-                                                   bundle)
         res = d.ask("resident %s %s" % (path, os.path.join(work, "worst-src.json")))
         out["retained"], out["modules_after"] = res["retained"], res["modules"]
     finally:
@@ -471,28 +472,17 @@ def heap_figures(work, rels, argv, env, heap, devices_close, peaks=True):
     return out
 
 
-MINHEAP = """\
-import certpin
-p = %r
-open(p, "wb").write(open(%r, "rb").read())
-ps = certpin.load(p)
-"""
+# The heap of the peak-heap processes: room enough, and small, so that each
+# collection under the ballast is quick.
+PEAK_HEAP = "256k"
 
 
-def min_heap_delta(argv, env, path, src, serial, bundle=None):
-    """bench/run.py's measure of an update's peak: the least -X heapsize in which the call
-    succeeds, less the least in which loading the pinset does (fresh process each time).
-    The call: fetch_update(), or certpin.update() of the bytes of `bundle` (read before)."""
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
-    from run import min_heap
-
-    base = MINHEAP % (path, src)
-    if bundle:
-        base += "b = open(%r, 'rb').read()\n" % bundle
-        call = base + "ps = certpin.update(b, p)\nif ps.serial != %d: raise SystemExit\n" % serial
-    else:
-        call = base + "ps, c = certpin.fetch_update(path=p, timeout=30)\nif ps.serial != %d: raise SystemExit\n" % serial
-    return min_heap(argv[0], env, call + "print('DONE')\n") - min_heap(argv[0], env, base + "print('DONE')\n")
+def unrandomised(argv):
+    """argv run without address-space randomisation where setarch allows (as bench/run.py's
+    peak_heap: the conservative GC's view of the C stack depends on where the heap lies)."""
+    if sys.platform.startswith("linux") and shutil.which("setarch"):
+        return ["setarch", os.uname().machine, "-R"] + list(argv)
+    return list(argv)
 
 
 def summarize(rows, rels):
@@ -565,14 +555,14 @@ def report(s, log=print):
         w["device"], w["held"], w["back"], w["requests"], w["bytes"], w["verifies"], w["us"] / 1000))
     h = s.get("heap")
     if h and "worst_peak" in h:
-        log("  peak heap, on the final site (free heap the call needs, ballast method of bench/p256_bench.py /"
-            " least -X heapsize beyond load(), method of bench/run.py):")
-        log("    the costliest catch-up (from serial %d: %d requests, %d verifications): %d B / %d B"
-            % (h["worst_held"], h["worst_requests"], h["worst_verifies"], h["worst_peak"], h["worst_minheap"]))
-        log("    a one-release update (from serial %d: %d request, %d verifications):   %d B / %d B"
-            % (h["one_held"], h["one_requests"], h["one_verifies"], h["one_peak"], h["one_minheap"]))
-        log("    the same release step as certpin.update(bytes), no HTTP (what `make bench` measures):      - / %d B"
-            % h["update_minheap"])
+        log("  peak heap on the final site: the least free heap the call succeeds in, certpin imported and the"
+            " pinset loaded (bench/peak.py, the measure every bench uses):")
+        log("    the costliest catch-up, fetch_update() (from serial %d: %d requests, %d verifications): %d B"
+            % (h["worst_held"], h["worst_requests"], h["worst_verifies"], h["worst_peak"]))
+        log("    a one-release fetch_update() (from serial %d: %d request, %d verifications):       %d B"
+            % (h["one_held"], h["one_requests"], h["one_verifies"], h["one_peak"]))
+        log("    the same release by certpin.update(bytes), no HTTP:                                   %d B"
+            % h["update_peak"])
     if h:
         log("  heap retained by a second catch-up (serial %d): %d B; certpin modules loaded afterwards: %s" % (
             h["worst_held"], h["retained"], ", ".join(h["modules_after"]) or "none"))

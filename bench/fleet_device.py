@@ -11,12 +11,13 @@
 #                         requests it made (the driver wraps certpin._p256.verify
 #                         and certpin._fetch._req for the call: the library
 #                         itself is the one a board runs)
-#   peak PATH SRC SERIAL  MicroPython: the least free heap in which a device
-#                         holding SRC's bytes at PATH ends on SERIAL in one
-#                         fetch_update() ({"peak": bytes}), found as
-#                         bench/p256_bench.py finds ES256's: ballast fills the
-#                         heap to leave F bytes free, the smallest F that works
-#                         for F and every F' up to F + 1 KB is the peak
+#   peak PATH SRC SERIAL [BUNDLE]
+#                         MicroPython: the least free heap in which a device
+#                         holding SRC's bytes at PATH (loaded, as a device
+#                         holds its pinset) ends on SERIAL in one
+#                         fetch_update() ({"peak": bytes}): bench/peak.py's
+#                         measure, the one every bench uses; with BUNDLE, in
+#                         one certpin.update() of BUNDLE's bytes (held in RAM)
 #   resident PATH SRC     MicroPython: heap in use before and after a second
 #                         whole catch-up from SRC ({"retained", "modules"}): what
 #                         a walk leaves behind once its qstrs are interned
@@ -118,52 +119,39 @@ def copy(src, dst):
         pass
 
 
-ballast = [None] * 64
+def peak_of(path, src, serial, bundle=None):
+    from peak import peak  # bench/peak.py (this script's directory is on sys.path)
+
+    def R():
+        copy(src, path)
+        for x in (".journal", ".journal.tmp"):
+            try:
+                __import__("os").remove(path[:-5] + x)
+            except OSError:
+                pass
+
+    R()
+    ps = certpin.load(path)  # noqa: F841  held, as a device holds its pinset
+    if bundle:
+        with open(bundle, "rb") as f:
+            b = f.read()
+
+        def S():
+            return certpin.update(b, path).serial == serial
+
+    else:
+
+        def S():
+            ps, changed = certpin.fetch_update(path=path, timeout=30)
+            return changed and ps.serial == serial
+
+    return peak(S, R)
 
 
 def scrub(n):
     # Overwrite stale C-stack words (recursion, no heap): the GC scans the
     # stack conservatively, and a stale pointer keeps garbage alive.
     return scrub(n - 1) + 1 if n else 0
-
-
-def fits(path, src, serial, free):
-    copy(src, path)
-    scrub(40)
-    gc.collect()
-    k = 0
-    n = gc.mem_free() - free
-    while n > 48 and k < 64:
-        try:
-            ballast[k] = bytearray(n - 48)
-            k += 1
-        except MemoryError:
-            n //= 2  # no hole that large: fill smaller ones
-            continue
-        n = gc.mem_free() - free
-    try:
-        ps, changed = certpin.fetch_update(path=path, timeout=30)
-        ok = ps.serial == serial and changed
-    except Exception:  # MemoryError, or an UpdateError wrapping one
-        ok = False
-    for k in range(64):
-        ballast[k] = None
-    return ok
-
-
-def peak(path, src, serial):
-    lo, hi = 0, 131072
-    if not fits(path, src, serial, hi):
-        return -1
-    while hi - lo > 16:
-        mid = (lo + hi) // 2
-        if fits(path, src, serial, mid):
-            hi = mid
-        else:
-            lo = mid
-    while not all(fits(path, src, serial, hi + d) for d in range(0, 1024, 64)):
-        hi += 16
-    return hi
 
 
 def resident(path, src):
@@ -193,7 +181,7 @@ while True:
     if w[0] == "fetch":
         fetch(w[1])
     elif w[0] == "peak":
-        out('{"peak": %d}' % peak(w[1], w[2], int(w[3])))
+        out('{"peak": %d}' % peak_of(w[1], w[2], int(w[3]), w[4] if len(w) > 4 else None))
     elif w[0] == "resident":
         r, mods = resident(w[1], w[2])
         out('{"retained": %d, "modules": [%s]}' % (r, ", ".join(q(m) for m in sorted(mods))))

@@ -227,7 +227,6 @@ vfs.mount(fs, "/flash")
 sys.path.append("/flash/lib")
 R = [0] * 16
 SNAP = {}
-BAL = []
 certpin = ps = base = t0 = S = None
 
 
@@ -295,62 +294,6 @@ def fs_cost(names):
     return el(t)
 
 
-def fill(free):
-    # Ballast in small pieces (a bytearray(88) is 112 B of GC blocks on a 32-bit port):
-    # allocation is first fit, so the pieces fill the heap's holes from the bottom and the
-    # `free` bytes left are one contiguous region at the top, as in a heap of just that
-    # much more: the figure is not inflated by fragmentation the harness made.
-    scrub(8)
-    gc.collect()
-    k = 0
-    while k < len(BAL):
-        m = gc.mem_free() - free
-        if m < 224:
-            break
-        for _ in range(min(m // 128 + 1, len(BAL) - k)):
-            BAL[k] = bytearray(88)
-            k += 1
-
-
-def fits(free):
-    # Does S() succeed with only `free` bytes of heap free? Every failure counts as "no":
-    # certpin turns a MemoryError into a refusal (an UpdateError) by design.
-    restore()
-    fill(free)
-    try:
-        ok = S()
-    except Exception:
-        ok = False
-    for k in range(len(BAL)):
-        BAL[k] = None
-    return ok
-
-
-def peak(hi=65536, step=64):
-    # The least free heap S() succeeds in, for that amount and every one up to 1 KB above it.
-    global BAL
-    gc.collect()
-    BAL = [None] * (gc.mem_free() // 112 + 8)
-    if not fits(hi):
-        raise BenchError("S() fails with %d bytes free" % hi)
-    lo = 0
-    while hi - lo > step:
-        mid = (lo + hi) // 2 // step * step
-        if fits(mid):
-            hi = mid
-        else:
-            lo = mid
-    d = 128
-    while d <= 1024:
-        if fits(hi + d):
-            d += 128
-        else:
-            hi += d
-            d = 128
-    BAL = []
-    return hi
-
-
 def run_s(quick):
     # First run (after boot: modules load, names are interned), a second one, the peak.
     restore()
@@ -367,7 +310,7 @@ def run_s(quick):
     b = el(t)
     if not ok:
         raise BenchError("S() failed the second time")
-    p = None if quick else peak()
+    p = None if quick else peak(S, restore, False)  # bench/peak.py (sent before this, with the guest code)
     restore()
     print(json.dumps([a, b, p]))
 '''
@@ -560,6 +503,58 @@ def cached_inputs(path, work):
     return d
 
 
+def catchup_files(d):
+    """The files of the standing catch-up row (bench/mcu_scenario_catchup.py) in d: the fleet
+    simulation's site after its releases (bench/fleet.py: 20 releases, 3 signing-key rotations, made
+    and published with the certpin command line), the pinset of the device whose catch-up walk
+    verifies most (the device library's own walk over the site, on the host), the serial it must
+    end on. Made once and kept (the same keys and bundles each run) while the newest release is
+    in force. Returns (d, a label naming the walk's requests and verifications)."""
+    import datetime
+
+    info = d + ".json"  # beside d: every file in d goes to the board
+    try:
+        with open(info) as f:
+            w = json.load(f)
+        if datetime.date.fromisoformat(w["expires"]) > datetime.date.today():
+            return d, w["label"]
+    except (OSError, ValueError, KeyError):
+        pass
+    import fleet
+    from certpin_host import site as sitemod
+
+    step("making the fleet simulation's site for the catch-up row (20 releases, the certpin command line)")
+    shutil.rmtree(d, ignore_errors=True)
+    work = tempfile.mkdtemp(prefix="certpin-mcu-fleet-")
+    try:
+        site_dir = os.path.join(work, "site")
+        os.makedirs(site_dir)
+        rels = fleet.build_releases(work, "http://certpin-site.invalid/" + fleet.NAME, 20, {5, 10, 15}, {7, 13})
+        for r in rels:
+            fleet.publish(r, site_dir)
+        site = sitemod.Site(site_dir, fleet.NAME)
+        newest = site.newest()
+        verdicts = sitemod.simulate(site.dir, fleet.NAME, {}, site.ordered()[:-1], newest)
+        worst = max(verdicts, key=lambda v: (v.verifies or 0, len(v.urls)))
+        os.makedirs(os.path.join(d, "site", fleet.NAME + ".d"))
+        shutil.copy(os.path.join(site_dir, fleet.NAME), os.path.join(d, "site", fleet.NAME))
+        for n in os.listdir(os.path.join(site_dir, fleet.NAME + ".d")):  # the catch-up files, not the archive
+            if n.endswith(".jws"):
+                shutil.copy(os.path.join(site_dir, fleet.NAME + ".d", n), os.path.join(d, "site", fleet.NAME + ".d", n))
+        with open(os.path.join(d, "certpin.json"), "wb") as f:
+            f.write(worst.release.payload)
+        with open(os.path.join(d, "newest"), "w") as f:
+            f.write(str(newest.serial))
+        label = " (serial %d -> %d: %d requests, %d verifications)" % (worst.release.serial, newest.serial,
+                                                                      len(worst.urls), worst.verifies)
+        with open(info + ".tmp", "w") as f:
+            json.dump({"label": label, "expires": rels[-1].expires.isoformat()}, f)
+        os.replace(info + ".tmp", info)
+        return d, label
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def library_mpy(work):
     """{name: .mpy bytes}: what `certpin flash --lib` installs in /lib/certpin (its own compile step)."""
     from certpin_host.flash import compile_library
@@ -620,9 +615,11 @@ def flash_region(board, elf):
 
 # ---- one target: boot, load, measure ----------------------------------------------------------------
 
-def measure(t, guest_timer, inputs, mpy=None, quick=False, scenario=None, flash=None):
+def measure(t, guest_timer, inputs, mpy=None, quick=False, scenario=None, flash=None, catchup=None):
     """Figures of one firmware on one target: a dict (ticks are the target's timer ticks)."""
     t.enter_raw()
+    with open(os.path.join(HERE, "peak.py")) as f:
+        t.exec(f.read())  # the one measure of a peak heap (bench/peak.py), before any baseline
     t.exec(GUEST + "\n" + guest_timer)
     fl = Flash(flash)
     if flash:
@@ -653,6 +650,8 @@ def measure(t, guest_timer, inputs, mpy=None, quick=False, scenario=None, flash=
         "run_s(%s)" % quick, timeout=3600)
     if not quick:
         (r["ticks_es256"],) = t.json(M_ES256, timeout=1800)
+    if catchup:
+        r["catchup"] = run_scenario(t, catchup, quick, fl)
     if scenario:
         r["scenario"] = run_scenario(t, scenario, quick, fl)
     return r
@@ -760,7 +759,7 @@ def fmt_int(n):
     return "{:,}".format(int(round(n)))
 
 
-def board_rows(board, fz, mp, scenario=None):
+def board_rows(board, fz, mp, scenario=None, catchup_label=""):
     """[(label, frozen, .mpy)] for one board; fz/mp: measure() results (either may be None)."""
     ns = BOARDS[board]["ns_per_tick"] if board in BOARDS else None
 
@@ -792,11 +791,14 @@ def board_rows(board, fz, mp, scenario=None):
          insns("ticks_fs_update")(mp) if mp else "-"),
     ]
     sc = lambda k: (lambda r: "-" if not r.get("scenario") else insns(k)(r["scenario"]))  # noqa: E731
+    cu = lambda k: (lambda r: "-" if not r.get("catchup") else insns(k)(r["catchup"]))  # noqa: E731
+    rows.append(("%s: worst catch-up of the fleet simulation%s, first run" % (unit, catchup_label), ) + both(
+        cu("ticks_first")))
     if scenario:
         rows.append(("%s: %s (--scenario), first run" % (unit, scenario[2]), ) + both(sc("ticks_first")))
-    else:
-        rows.append(("%s: worst catch-up of the fleet simulation" % unit, "not available yet", "not available yet"))
-    rows.append(("peak heap of an update()", ) + both(b("peak_update")))
+    rows.append(("free heap an update() needs (its peak, bench/peak.py)", ) + both(b("peak_update")))
+    rows.append(("free heap the worst catch-up needs (its peak, bench/peak.py)", ) + both(
+        lambda r: "-" if not r.get("catchup") or r["catchup"]["peak"] is None else "%s B" % fmt_int(r["catchup"]["peak"])))
     if scenario:
         rows.append(("peak heap of %s" % scenario[2], ) + both(
             lambda r: "-" if not r.get("scenario") or r["scenario"]["peak"] is None else "%s B" % fmt_int(r["scenario"]["peak"])))
@@ -804,9 +806,9 @@ def board_rows(board, fz, mp, scenario=None):
     if chip and ns:
         name, mhz = chip
         for label, key in (("check", "ticks_check"), ("one ES256 verify", "ticks_es256"),
-                           ("one whole update()", "ticks_update_first")):
+                           ("one whole update()", "ticks_update_first"), ("the worst catch-up", "catchup")):
             def ms(r, key=key):
-                v = r.get(key)
+                v = r.get(key) if key != "catchup" else (r.get("catchup") or {}).get("ticks_first")
                 if v is None:
                     return "-"
                 t = v * ns / (mhz * 1e6) * 1e3  # instructions / (instructions per ms)
@@ -828,22 +830,22 @@ def print_table(title, rows, out=sys.stdout):
 
 # ---- main ----------------------------------------------------------------------------------------------
 
-def run_unix(micropython, inputs, mpy, quick, scenario=None):
+def run_unix(micropython, inputs, mpy, quick, scenario=None, catchup=None):
     d = tempfile.mkdtemp(prefix="certpin-mcu-")
     try:
         t = unix_target(micropython, d)
         try:
-            return measure(t, UNIX_GUEST, inputs, mpy=mpy, quick=quick, scenario=scenario)
+            return measure(t, UNIX_GUEST, inputs, mpy=mpy, quick=quick, scenario=scenario, catchup=catchup)
         finally:
             t.close()
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def run_board(board, elf, inputs, mpy, quick, scenario=None, check_timer=False):
+def run_board(board, elf, inputs, mpy, quick, scenario=None, check_timer=False, catchup=None):
     t = qemu_target(board, elf)
     try:
-        r = measure(t, BOARDS[board]["guest"], inputs, mpy=mpy, quick=quick, scenario=scenario,
+        r = measure(t, BOARDS[board]["guest"], inputs, mpy=mpy, quick=quick, scenario=scenario, catchup=catchup,
                     flash=flash_region(board, elf))
         if check_timer:
             r["timer_check"] = timer_check(t, board)
@@ -892,12 +894,14 @@ def main(argv=None):
     started = time.monotonic()
     try:
         inputs = cached_inputs(os.path.join(WORK, "inputs.json"), work)
+        files, label = catchup_files(os.path.join(WORK, "catchup"))
+        catchup = (os.path.join(HERE, "mcu_scenario_catchup.py"), files, label)
         mpy = library_mpy(work)
         if a.unix:
             mp = os.environ.get("MICROPYTHON") or os.path.join(os.path.dirname(sys.executable), "micropython")
-            r = run_unix(mp, inputs, mpy, a.quick, scenario)
+            r = run_unix(mp, inputs, mpy, a.quick, scenario, catchup)
             print_table("unix port (%s), library from .mpy; times are wall-clock ns, not instructions" % mp,
-                        board_rows("unix", None, r, scenario))
+                        board_rows("unix", None, r, scenario, label))
             return 0
         boards = a.board or list(DEFAULT_BOARDS)
         if a.install:
@@ -913,13 +917,13 @@ def main(argv=None):
             fz_elf = build(src, board, True)
             mp_elf = build(src, board, False)
             step("%s: running (certpin frozen)" % board)
-            fz = run_board(board, fz_elf, inputs, None, a.quick, scenario)
+            fz = run_board(board, fz_elf, inputs, None, a.quick, scenario, catchup=catchup)
             step("%s: running (library from .mpy)" % board)
-            mp = run_board(board, mp_elf, inputs, mpy, a.quick, scenario, check_timer=True)
+            mp = run_board(board, mp_elf, inputs, mpy, a.quick, scenario, check_timer=True, catchup=catchup)
             b = BOARDS[board]
             print_table("\n%s: %s. MicroPython 1.26.1 ports/qemu, 140 KiB GC heap, QEMU -icount shift=0 "
                         "(instructions from %s)" % (board, b["isa"], b["timer"]),
-                        board_rows(board, fz, mp, scenario))
+                        board_rows(board, fz, mp, scenario, label))
             print("  " + mp["timer_check"])
             done += 1
         if not done:

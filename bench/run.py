@@ -14,9 +14,16 @@ source names certpin/<module>.py) and each part runs on the unix port:
   bench/journal_bench.py the failure journal: heap and time of recording a
                          failure, flash writes in an hour of one refused
                          attempt a second (simulated clock, LittleFS in RAM)
+  bench/peak.py          THE measure of "the peak heap of an operation" (the
+                         least free heap in which it succeeds, certpin
+                         imported and the pinset loaded), which every bench
+                         uses: here an update, a fetch_update of one release
+                         and a catch-up walk over HTTP, on the 64-bit and
+                         32-bit builds (and frozen, once `make bench-frozen`
+                         has built that port)
 
-Each figure is printed next to its target. `bench/run.py app`, `... p256`
-and `... journal` run one part. The application figures run twice: on the
+Each figure is printed next to its target. `bench/run.py app`, `... p256`,
+`... journal` and `... peaks` run one part. The application figures run twice: on the
 unix port (64-bit: objects and GC blocks are twice a board's size) and on
 the 32-bit v1.28 build in ../shared/runtimes (a board's word size; skipped
 with a note when it is absent), where the RAM target applies. The library
@@ -31,6 +38,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +54,8 @@ LIB = os.path.join(ROOT, "firmware_lib", "certpin")
 BIN = os.path.dirname(sys.executable)
 RUNTIMES = os.environ.get("CERTPIN_RUNTIMES") or os.path.join(ROOT, "..", "shared", "runtimes")
 MP32 = os.path.join(RUNTIMES, "micropython-1.28-32", "micropython")
+# The unix port with certpin frozen in, as bench/frozen.py (`make bench-frozen`) builds it.
+FROZEN = os.path.join(ROOT, ".work", "frozen", "micropython-1.26.1", "ports", "unix", "build-certpin", "micropython")
 # retained RAM (import + 1-host pinset + first connection) before issue 17's
 # work, measured with this bench (main at a9373c0): 32-bit 9,456 B, 64-bit 13,088 B
 BEFORE = {32: 9456, 64: 13088}
@@ -124,44 +134,74 @@ def make_update_files(d):
                    "sig": base64.b64encode(sign(msg)).decode()}, f)
 
 
-def min_heap(micropython, env, code, scan=24):
-    # The smallest -X heapsize (512 B steps) from which `code` runs to the end
-    # in every heap up to `scan` steps larger. Success is not monotonic in
-    # the heap size (MicroPython's heap fragments differently in each: a run
-    # can fail in a heap 1 KB larger than one it passed in), so a bisection
-    # alone lands anywhere in a band of several KB: after it, the band above
-    # is scanned and the figure is the size above its last failure.
-    def ok(size):
-        p = subprocess.run([micropython, "-X", "heapsize=%d" % size, "-c", code], env=env, capture_output=True,
-                           text=True, timeout=60)
-        return "DONE" in p.stdout
-
-    lo, hi = 4096, 262144
-    while hi - lo > 512:
-        mid = (lo + hi) // 2 // 512 * 512
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
-    for size in range(hi + 512, hi + 512 * (scan + 1), 512):
-        if not ok(size):
-            hi = size + 512
-    return hi
+PEAK = os.path.join(ROOT, "bench", "peak.py")
+# Peak heap of a single certpin.update() at a9373c0 (main before issue 16's
+# catch-up round), measured with bench/peak.py's measure, this bench's update
+# (serial 1 -> 7, one key), library as .mpy: what issue 16's "within today's
+# single update (about 16 KB)" means under that measure (the 16 KB was the
+# difference of two minimal -X heapsize values, which hid most of the code).
+BEFORE_UPDATE_PEAK = {64: 36736, 32: 28224}
+_STATE = """
+import certpin, os
+P = %(path)r
+SRC = open(%(src)r, "rb").read()
 
 
-def update_peak(micropython, env, d):
-    # Peak heap of one update: the smallest heap that runs load() + update(),
-    # less the smallest that runs load() with the bundle read (same state).
-    import shutil
+def R():
+    # the files S() changes, as they were: the pinset, its floor file, the failure journal
+    with open(P, "wb") as f:
+        f.write(SRC)
+    for x in (".floor", ".journal", ".journal.tmp"):
+        try:
+            os.remove(P[:-5] + x)
+        except OSError:
+            pass
 
-    tmp = d + "-peak"
-    shutil.copytree(d, tmp)
-    pre = "import certpin\nps = certpin.load(%r)\nb = open(%r).read()\n" % (tmp + "/certpin.json", tmp + "/b7.jws")
-    base = min_heap(micropython, env, pre + "print('DONE')\n")
-    # Each run copies serial 1 back first, so every run installs b7 over it.
-    code = ("import os\n" + pre + "open(%r, 'w').write(open(%r).read())\n" % (tmp + "/certpin.json", d + "/certpin.json")
-            + "ps = certpin.load(%r)\n" % (tmp + "/certpin.json") + "certpin.update(b, %r)\nprint('DONE')\n" % (tmp + "/certpin.json"))
-    return min_heap(micropython, env, code) - base
+
+R()
+ps = certpin.load(P)  # held, as a device holds its pinset
+"""
+
+
+def peak_heap(micropython, env, setup, cwd, timeout=3600):
+    """bench/peak.py's measure, the one every bench uses (see there): the least free heap, with
+    certpin imported and the pinset loaded, in which S() succeeds. `setup` is device code that sets
+    that state up and defines S() and R() (pinset_state() + the call); cwd: where it runs (env's
+    MICROPYPATH relative to it). The unix port runs without
+    address-space randomisation where setarch allows it: the GC scans the C stack conservatively,
+    so where the heap lies moves what stale words keep alive (a figure over HTTP still varies by
+    1-2 KB from run to run with the packets' timing)."""
+    script = os.path.join(cwd, "peak-%d.py" % os.getpid())
+    with open(PEAK) as f:
+        src = f.read()
+    with open(script, "w") as f:
+        f.write(src + "\n" + setup + "\nprint('PEAK %d' % peak(S, R))\n")
+    argv = [micropython, script]
+    if sys.platform.startswith("linux") and shutil.which("setarch"):
+        argv = ["setarch", os.uname().machine, "-R"] + argv
+    p = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    os.remove(script)
+    for line in p.stdout.splitlines():
+        if line.startswith("PEAK "):
+            return int(line.split()[1])
+    sys.exit("bench failed (peak heap):\n" + p.stdout[-2000:] + p.stderr[-2000:])
+
+
+def pinset_state(path, src):
+    """Device code for peak_heap(): the pinset file at `path` holds `src`'s bytes (R() puts them
+    back, and removes the floor file and the failure journal), loaded and held."""
+    return _STATE % {"path": path, "src": src}
+
+
+def update_call(bundle, serial):
+    """Device code: S() = certpin.update() of the bytes of the file `bundle` (held in RAM before), ending on `serial`."""
+    return "B = open(%r, 'rb').read()\n\n\ndef S():\n    return certpin.update(B, P).serial == %d\n" % (bundle, serial)
+
+
+def fetch_call(url, serial):
+    """Device code: S() = one certpin.fetch_update(url) that installs `serial`."""
+    return ("def S():\n    ps, changed = certpin.fetch_update(%r, P, 30)\n    return changed and ps.serial == %d\n"
+            % (url, serial))
 
 
 def es256_case(path):
@@ -301,23 +341,23 @@ def device_figures(micropython, env, work):
     if p.returncode:
         sys.exit("bench failed:\n" + p.stdout + p.stderr)
     r = json.loads(p.stdout.strip().splitlines()[-1])
-    r["update_peak"] = update_peak(micropython, env, os.path.join(work, "update"))
     r["pool"] = pool_marks(p.stdout)
     r.update(walk_figures(micropython, env, work))
     return r
 
 
-def walk_figures(micropython, env, work):
-    """fetch_update over HTTP (a site on 127.0.0.1, tests/support/catchup_site.py): the peak heap of
-    one step and of a catch-up walk through three rotations, the time, what stays resident (bench/walk_bench.py)."""
-    import shutil
-
+def walk_site(work):
+    """A site on disk for fetch_update over HTTP (tests/support/catchup_site.py): releases 1..5, each of
+    2-4 signed by new keys (three rotations of a 1-of-1 key set). Returns (dir, site root): dir holds
+    held-walk.json (release 1: a device three rotations behind) and held-step.json (release 4: one
+    release behind, no rotation)."""
     from support import jws
     from support.catchup_site import Site
-    from support.update_servers import SiteServer
 
     d = os.path.join(work, "walk")
-    os.makedirs(d)
+    if os.path.exists(os.path.join(d, "held-step.json")):
+        return d, os.path.join(d, "site")
+    os.makedirs(d, exist_ok=True)
     k = [ec.generate_private_key(ec.SECP256R1()) for _ in range(4)]
     hosts = {"api%d.example.com" % i: {"pins": ["sha256/" + base64.b64encode(hashlib.sha256(b"%d %d" % (i, j)).digest())
                                                 .decode() for j in range(2)]} for i in range(2)}
@@ -329,18 +369,19 @@ def walk_figures(micropython, env, work):
     for name, p in (("held-walk.json", rel[0]), ("held-step.json", rel[3])):
         with open(os.path.join(d, name), "wb") as f:
             f.write(p)
-    srv = SiteServer(site.root).start()
+    return d, os.path.join(d, "site")
+
+
+def walk_figures(micropython, env, work):
+    """A catch-up walk through three rotations over HTTP (walk_site()): the time, the live heap between its
+    requests, what stays resident (bench/walk_bench.py). Its peak heap is peak_figures()'s."""
+    from support.update_servers import SiteServer
+
+    d, root = walk_site(work)
+    srv = SiteServer(root).start()
     try:
         url = srv.url()
         out = {}
-        for what, held in (("walk", "held-walk.json"), ("step", "held-step.json")):
-            tmp = os.path.join(d, "dev-" + held)
-            shutil.copy(os.path.join(d, held), tmp)
-            pre = "import certpin\nps = certpin.load(%r)\n" % tmp
-            base = min_heap(micropython, env, pre + "print('DONE')\n")
-            code = ("open(%r, 'wb').write(open(%r, 'rb').read())\n" % (tmp, os.path.join(d, held)) + pre
-                    + "certpin.fetch_update(%r, %r, 30)\nprint('DONE')\n" % (url, tmp))
-            out[what + "_peak"] = min_heap(micropython, env, code) - base
         cfg = os.path.join(d, "walk.json")
         with open(cfg, "w") as f:
             json.dump({"url": url, "held": os.path.join(d, "held-walk.json"), "path": os.path.join(d, "dev.json")}, f)
@@ -354,6 +395,47 @@ def walk_figures(micropython, env, work):
     finally:
         srv.stop()
     return out
+
+
+def peak_figures(micropython, env, work):
+    """bench/peak.py's measure on one runtime: an update() (serial 1 -> 7, bench's bundles), one
+    fetch_update() over HTTP of one release (walk_site(): 4 -> 5) and a catch-up walk through three
+    rotations (1 -> 5, 5 requests)."""
+    from support.update_servers import SiteServer
+
+    up = os.path.join(work, "update")
+    if not os.path.exists(up):
+        make_update_files(up)
+    d, root = walk_site(work)
+    dev = os.path.join(work, "peak-device")
+    os.makedirs(dev, exist_ok=True)
+    path = os.path.join(dev, "certpin.json")
+    out = {"update": peak_heap(micropython, env, pinset_state(path, up + "/certpin.json") + update_call(up + "/b7.jws", 7),
+                               work)}
+    srv = SiteServer(root).start()
+    try:
+        for what, held in (("step", "held-step.json"), ("walk", "held-walk.json")):
+            out[what] = peak_heap(micropython, env, pinset_state(path, os.path.join(d, held)) + fetch_call(srv.url(), 5),
+                                  work)
+    finally:
+        srv.stop()
+    return out
+
+
+def peak_rows(r64, r32=None, frozen=None):
+    def kb(v):
+        return "-" if v is None else "%.1f" % (v / 1024)
+
+    def row(label, key):
+        return (label, " / ".join(kb(r.get(key)) if r else "-" for r in (r64, r32, frozen)), None, "KB")
+
+    return [
+        row("one certpin.update() (the bundle in RAM; serial 1 -> 7, one key)", "update"),
+        ("  the same at a9373c0, before issue 16's round (its '16 KB', under this measure)",
+         "%s / %s / -" % (kb(BEFORE_UPDATE_PEAK[64]), kb(BEFORE_UPDATE_PEAK[32])), None, "KB"),
+        row("one fetch_update() over HTTP, one release, no rotation missed", "step"),
+        row("one fetch_update() over HTTP walking three rotations (5 requests)", "walk"),
+    ]
 
 
 def pool_marks(out):
@@ -391,15 +473,10 @@ def device_rows(r, sizes):
         ("update time, first (loads _update/_load/_p256 .mpy, verifies, installs)", round(r["update_us_first"] / 1000, 1), None, "ms"),
         ("update time, best of the next 5", round(r["update_us_best"] / 1000, 1), None, "ms"),
         ("update heap allocated in all, GC off (identical bundle: a no-op, nothing verified)", r["update_alloc_noop"], None, "B"),
-        ("peak heap of an update: min heapsize for load+update less for load", r["update_peak"], None, "B"),
         ("refusal time, a flood of 32 entries with the real kid against a 1-key pinset (%s, %d verification)" % (
             r["flood_reason"], r["flood_verified"]), round(r["flood_us"] / 1000, 1), None, "ms"),
         ("refusal time, the worst bundle any pinset allows (16+16 keys, %s after %d verifications)" % (
             r["worst_reason"], r["worst_verified"]), round(r["worst_us"] / 1000, 1), None, "ms"),
-        ("peak heap of fetch_update, one step over HTTP (min heapsize for load+fetch less for load)",
-         r["step_peak"], None, "B"),
-        ("peak heap of fetch_update walking 3 rotations over HTTP (%d requests), same" % r["walk_requests"],
-         r["walk_peak"], None, "B"),
         ("  live heap between the walk's requests, first to last (the trusted state kept: small)",
          r["walk_live"], None, "B"),
         ("catch-up walk time, 3 rotations over HTTP on 127.0.0.1 (%d verifications), best of %d" % (
@@ -460,8 +537,8 @@ def main():
     ver = subprocess.run([micropython, "-c", "import sys; print(sys.version)"], capture_output=True, text=True).stdout.strip()
     print("certpin bench on MicroPython", ver)
     part = sys.argv[1] if len(sys.argv) > 1 else None
-    if part not in (None, "app", "p256", "journal"):
-        sys.exit("usage: bench/run.py [app|p256|journal]")
+    if part not in (None, "app", "p256", "journal", "peaks"):
+        sys.exit("usage: bench/run.py [app|p256|journal|peaks]")
     mp32 = MP32 if os.path.exists(MP32) and subprocess.run([MP32, "-c", "1"], capture_output=True).returncode == 0 else None
     over = 0
     if part in (None, "app"):
@@ -479,6 +556,14 @@ def main():
             over += report("the failure journal, 32-bit v1.28 build", journal_rows(journal_figures(mp32, env, work)))
     if part is None:
         over += report("per call (bench/device_bench.py)", device_rows(device_figures(micropython, env, work), sizes))
+    if part in (None, "peaks"):
+        frozen = FROZEN if os.path.exists(FROZEN) else None
+        over += report("free heap an operation needs, KB, 64-bit / 32-bit build / frozen (1.26.1, 64-bit): the least "
+                       "free heap it succeeds in, certpin imported and the pinset loaded (bench/peak.py)", peak_rows(
+            peak_figures(micropython, env, work), peak_figures(mp32, env, work) if mp32 else None,
+            peak_figures(frozen, dict(env, MICROPYPATH=".frozen"), work) if frozen else None))
+        if not frozen:
+            print("  (frozen: no frozen unix port at %s; `make bench-frozen` builds it)" % FROZEN)
     if part in (None, "p256"):
         over += report("ES256 verification (bench/p256_bench.py)", p256_rows(micropython, env, work, pkg))
     print("mpy files in", pkg)

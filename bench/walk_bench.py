@@ -1,4 +1,5 @@
 # Runs on the MicroPython unix port (from .mpy): a catch-up walk over HTTP.
+# Its peak heap is bench/run.py's peak_figures() (bench/peak.py's measure).
 # argv: CONFIG.json {"url": the site's newest release, "held": a pinset file
 # a device holds (three rotations behind), "path": where the device's pinset
 # lives}. Prints one JSON line: walks, walk_us (best), walk_retained_first /
@@ -50,25 +51,25 @@ out["walk_retained_again"] = max(retained[1:])
 out["walk_modules"] = sorted(k for k in sys.modules if k.startswith("certpin."))
 out["serial"] = serial
 
-# The live heap at each request of one walk (certpin._fetch._get wrapped;
-# the module is imported first, so fetch_update finds it patched).
+# The live heap at each request of one walk (certpin._fetch._req wrapped:
+# the driver is imported first, so fetch_update finds it patched).
 import certpin._fetch  # noqa: E402
 
 F = sys.modules["certpin._fetch"]
-_get = F._get
+_req = F._req
 live = []
 
 
 def traced(*a):
     gc.collect()
     live.append(gc.mem_alloc())
-    return _get(*a)
+    return _req(*a)
 
 
-F._get = traced
+F._req = traced
 one()
 out["walk_live"] = "%d -> %d" % (live[0], live[-1])
-F = _get = traced = live = None
+F = _req = traced = live = None
 
 # P-256 verifications of one walk (certpin._p256 patched while imported)
 import certpin._p256 as m  # noqa: E402

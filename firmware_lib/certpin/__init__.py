@@ -26,9 +26,10 @@
 # module holds only what every connection needs (the DER walk, the loaded
 # Pinset, matching, the pinned SSLContext); the rest is resolved on use by
 # __getattr__ below, and the modules that run rarely (_load: validation,
-# _report/_refuse/_journal: failures, _connect: connect(), _update/_fetch/
-# _floor/_p256: updates, _patch: install()'s work, _send: send_reports()) are
-# dropped again after each call on a device. Measured: `make bench`.
+# _report/_refuse/_journal: failures, _connect: connect(), _fetch (the driver),
+# _update, _http, _floor, _p256, _catchup: updates, _patch: install()'s work,
+# _send: send_reports()) are dropped again after each call on a device.
+# Measured: `make bench`.
 __version__ = "0.1.0"
 
 import hashlib
@@ -540,10 +541,8 @@ def __getattr__(name):
     #   UpdateError: made once, on first use, and kept.
     if name == "load" or name == "loads":
         m = "_load"
-    elif name == "update":
-        m = "_update"
-    elif name == "fetch_update":
-        m = "_fetch"
+    elif name == "update" or name == "fetch_update":
+        m = "_fetch"  # their driver: it loads the rules, the transport and the install in turn
     elif name == "connect":
         m = "_" + name  # "_connect", made here: a literal would be interned when certpin is imported
     elif name in ("reports", "send_reports"):

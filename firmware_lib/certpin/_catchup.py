@@ -1,13 +1,13 @@
 # The catch-up steps of certpin._fetch.walk (docs/updates.md, "Catching up"):
 # loaded only when the newest release was refused as signed by keys the
 # device does not hold (it slept through a signing-key rotation), and dropped
-# again afterwards. Pure over the getter, like the walk.
+# again afterwards. Pure over the getter, like the walk; part of the driver:
+# each step's request and check are phases (certpin._fetch._call).
 import gc
 import sys
 
 from certpin import UpdateError
-from certpin._fetch import MAX_STEPS, _req, catchup_url
-from certpin._update import _fail, expired, step
+from certpin._fetch import MAX_STEPS, _call, _fail, _req, _text, catchup_url, expired
 
 _CPY = sys.implementation.name != "micropython"
 
@@ -27,17 +27,16 @@ def steps(t, get, url, today, save, first, b, st):
         try:
             b[0] = _req(get, u, st)
         except UpdateError as e:
-            _again(e, "while catching up (the newest release at %s was refused: %s)" % (url, first[0]))
+            _again(e, 20, url, first[0])  # while catching up
         if b[0] is None:
-            _again(first, "and the site offers no way on from this key set: %s is not there" % u)
+            _again(first, 21, u)  # no catch-up file
         try:
-            r = step(t, b, False, today, n)
+            r = _call("_update", "step", t, b, False, today, n)
         except UpdateError as e:
-            _again(e, "catch-up step %d: %s" % (i + 1, u))
+            _again(e, 23, i + 1, u)
         if r is None:  # the trusted release again
             if last is None:
-                _again(first, "and the site's catch-up file for this key set, %s, is the release this device "
-                       "holds" % u)
+                _again(first, 22, u)  # the catch-up file is the release held
             _expired(last[0], today)  # the walk ends on its last intermediate step
             return _end(first, t, last[0], url, st)
         data, new, nt = r
@@ -57,15 +56,14 @@ def steps(t, get, url, today, save, first, b, st):
         last = (new, f)
         t = nt
         data = new = nt = None
-    _fail("catchup", "more than %d catch-up steps from %s: the walk got to serial %d; the device keeps what it "
-          "installed, call again to go on", MAX_STEPS, url, t.serial)
+    _fail("catchup", 24, MAX_STEPS, url, t.serial)
 
 
-def _again(e, note):
+def _again(e, n, *a):
     # A refusal again (e: an UpdateError or its (reason, digest, message)),
-    # its message completed by what the walk was doing.
+    # its message completed by what the walk was doing (text n of certpin/_utext.py).
     r, m = (e.reason, e.args[0]) if isinstance(e, UpdateError) else (e[0], e[2])
-    x = UpdateError(m + "\n  " + note)
+    x = UpdateError(m + "\n  " + _text(n, a))
     x.reason = r
     raise x
 
@@ -73,8 +71,7 @@ def _again(e, note):
 def _expired(ps, today):
     d = expired(ps, today)
     if d:
-        _fail("expired", "the newest release this device can reach (serial %d) expired on %04d-%02d-%02d "
-              "(today is %04d-%02d-%02d)" % ((ps.serial,) + ps.expires + d))
+        _fail("expired", 25, *((ps.serial,) + ps.expires + d))
 
 
 def _end(first, t, ps, url, st):
@@ -83,7 +80,5 @@ def _end(first, t, ps, url, st):
     # and its newest release disagree (a publish in progress, or a site that
     # withholds releases): say so.
     if t.digest != first[1]:
-        _fail("catchup", "the catch-up path from %s ended on serial %d, a genuine release (installed), but not the "
-              "newest release the site serves there: its catch-up files and newest release disagree (a publish "
-              "in progress, or a site that withholds releases); call again later", url, ps.serial)
+        _fail("catchup", 26, url, ps.serial)  # ended elsewhere
     return ps, st

@@ -2,7 +2,8 @@
 # callback, so the check runs right after the handshake and before the socket
 # is returned or any byte is read or written through it; a deferred handshake
 # (do_handshake_on_connect=False) is checked the moment it completes, before
-# the first application byte goes either way.
+# the first application byte goes either way. Also fetch_update's TLS on
+# CPython (tls_bio, for certpin/_http.py).
 import ssl
 
 from certpin import Error, PinError, _use
@@ -178,6 +179,67 @@ class _PinnedSocket(_Checked, ssl.SSLSocket):
     def sendall(self, *a, **k):
         self._checked()
         return super().sendall(*a, **k)
+
+
+class _BIO:
+    # fetch_update's TLS on CPython: over memory BIOs, so the handshake too
+    # runs through certpin/_http.py's _Deadline (an SSLSocket's handshake
+    # would wait on each read anew).
+    def __init__(self, d, ctx, host):
+        self.d = d
+        self.inc, self.outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.o = ctx.wrap_bio(self.inc, self.outg, server_hostname=host)
+        self._pump(self._handshake)
+
+    def _handshake(self):
+        self.o.do_handshake()
+        return True  # done (do_handshake itself returns None)
+
+    def _pump(self, f, *a):
+        buf = bytearray(4096)
+        while True:
+            try:
+                r = f(*a)
+            except ssl.SSLWantReadError:
+                r = None
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                # The end (with or without close_notify: a cut-short bundle
+                # fails Content-Length or its signature, never passes).
+                r = b""
+            data = self.outg.read()
+            while data:
+                data = data[self.d.write(data) :]
+            if r is not None:
+                return r
+            n = self.d.readinto(buf)
+            if n:
+                self.inc.write(bytes(buf[:n]))
+            else:
+                self.inc.write_eof()
+
+    def readinto(self, b):
+        data = self._pump(self.o.read, len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def write(self, b):
+        return self._pump(self.o.write, b)
+
+
+def tls_bio(d, host, ps, cadata):
+    # certpin/_http.py's TLS on CPython (the host tool and the tests): over
+    # the deadline-bounded stream d; ps: the update host's pins, or None.
+    if ps is not None:
+        ctx = SSLContext(ps, cadata)
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if cadata:
+            for der in cadata:
+                ctx.load_verify_locations(cadata=bytes(der))
+        else:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE  # the signature is the protection
+    return _BIO(d, ctx, host)
 
 
 __all__ = ["SSLContext", "PinError"]

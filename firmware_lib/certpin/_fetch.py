@@ -1,321 +1,125 @@
-# fetch_update(): GET a signed pinset bundle over HTTP/1.0 (http or https)
-# and hand it to certpin._update.update(). The signature, not the transport,
-# carries the trust (docs/updates.md), so the transport only has to be
-# bounded: at most 16 KiB of body and 4 KiB of headers are read, the whole
-# attempt (DNS aside: getaddrinfo has no timeout on MicroPython) ends by its
-# deadline however slowly the server trickles, redirects are not followed,
-# and every failure is an UpdateError with reason "fetch".
-#
-# https: if the update host is in the pinset, its pins apply (certpin's own
-# pinned SSLContext); otherwise TLS without pins, validated against cadata
-# when given (CERT_REQUIRED), else not validated at all. Both use the TLS
-# module certpin captured at import, not whatever sys.modules["tls"] or
-# "ssl" is now (certpin.install() replaces those so every connection is pinned).
-# Loaded for one call and dropped afterwards.
-import socket
+# Signed updates' entry points, update() and fetch_update(), and the catch-up
+# walk (docs/updates.md): the driver. A call runs in phases, each with only
+# its own code loaded: the rules (certpin._update, with _load and _p256), the
+# transport (certpin._http), the install (certpin._floor). On a device each
+# phase's modules are dropped when it ends (_call), so a call needs the heap
+# of its heaviest phase plus this module and what it keeps between phases (a
+# Trust, the installed Pinset, the first refusal), never the transport and
+# the rules at once. Loaded for one call and dropped afterwards.
+import gc
 import sys
 import time
 
-from certpin import Error, UpdateError
-from certpin._update import MISSED, installed, run, step
+from certpin import UpdateError, _use
 
-MAX_BODY = 16384
-MAX_HEAD = 4096
+MAX_STEPS = 32  # catch-up requests per call, after the newest release's
+# Refusals that mean "signed by keys this device does not hold (any more)":
+# it missed a rotation, and the walk takes the catch-up path.
+MISSED = ("unknown_key", "threshold", "bad_signature")
+# A clock before this year is "not set yet" (no NTP): rule 8 then uses the floor alone.
+CLOCK_FLOOR = 2026
 _CPY = sys.implementation.name != "micropython"
 
-try:
-    from time import ticks_add, ticks_diff, ticks_ms
-except ImportError:  # CPython
 
-    def ticks_ms():
-        return int(time.monotonic() * 1000)
+def _call(m, f, *a):
+    # certpin.<m>.<f>(*a), a phase. On a device every certpin module the call
+    # loaded (m, and what m imported) is dropped when it returns or raises;
+    # what was loaded before stays (this module, what the caller loaded, and
+    # the modules certpin keeps once used: certpin._drop). Nothing of such a
+    # module outlives the phase: results are bytes, tuples, Pinsets and
+    # Trusts (a function or a class of the module would keep all of it).
+    had = None if _CPY else list(sys.modules)
+    n = "certpin." + m
+    if had is not None:
+        gc.collect()
+    __import__(n)
+    try:
+        return getattr(sys.modules[n], f)(*a)
+    finally:
+        if had is not None:
+            p = sys.modules["certpin"]
+            for k in list(sys.modules):
+                if k[:8] == "certpin." and k not in had and k[8:] not in ("_check", "_install", "_deferred", "_old"):
+                    del sys.modules[k]
+                    try:
+                        delattr(p, k[8:])  # the import bound it in the package too
+                    except AttributeError:
+                        pass
 
-    def ticks_diff(a, b):
-        return a - b
 
-    def ticks_add(a, b):
-        return a + b
+class Trust:
+    # What a device trusts, small: never a pinset's text beside a bundle
+    # (certpin._update.trust() and step() make one).
+    #   serial, floor: of the trusted pinset (floor: the latest authenticated
+    #     date: the floor file, issued dates)
+    #   keys, threshold, id: its update keys (lines), threshold, keyset_id;
+    #     None, 0, None without an update section
+    #   url: its update.url or None
+    #   digest: SHA-256 of its file's bytes (rule 2a compares payloads with it)
+    pass
 
 
-def _err(msg, *a):
-    e = UpdateError("pinset update not fetched: " + (msg % a if a else msg))
-    e.reason = "fetch"
+def _text(n, a):
+    # Text n of certpin/_utext.py, formatted with the arguments a: the texts
+    # of refusals are loaded only for one. When they cannot be (a flash that
+    # failed a write, no RAM), the refusal stands all the same, its text
+    # named by number.
+    try:
+        from certpin._utext import T
+
+        return T[n] % a if a else T[n]
+    except Exception as e:
+        return "text %d of certpin/_utext.py %r (not loaded: %r)" % (n, a, e)
+
+
+def _fail(reason, n, *a):
+    # An UpdateError saying why (_text).
+    m = _text(n, a)
+    e = UpdateError(("pinset update not fetched: " + m) if reason == "fetch" else
+                    "pinset update refused (%s): %s" % (reason, m))
+    e.reason = reason
     raise e
 
 
-def _split(url):
-    # (tls, host, port, path of the request line)
-    # Checked on the bytes: iterating a str on MicroPython interns each character met as a qstr, for good.
+def run(path, url, f, *a):
+    # The one place a refused update leaves certpin: update() and
+    # fetch_update() run f(*a) through here, and every refusal is recorded in
+    # the failure journal beside the pinset file at path (certpin/_journal.py;
+    # url: fetch_update's url argument, None for the pinset's update.url, ""
+    # for update(bundle)) before it reaches the caller.
     try:
-        b = url.encode()
-    except Exception:  # not a str, or (CPython) a lone surrogate
-        b = b""
-    if not b or len(b) > 512 or min(b) < 33 or max(b) > 126:
-        _err("%r is not a URL of printable ASCII (at most 512 characters)", url)
-    if url[:7] == "http://":
-        tls, rest = False, url[7:]
-    elif url[:8] == "https://":
-        tls, rest = True, url[8:]
-    else:
-        _err("%r is not an http:// or https:// URL", url)
-    rest = rest.split("#", 1)[0]
-    i = rest.find("/")
-    hp, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
-    j = hp.rfind(":")
-    port = 443 if tls else 80
-    if j >= 0 and "]" not in hp[j:]:
-        p = hp[j + 1 :]
-        if not p or p.strip("0123456789") or not 0 < int(p) < 65536:
-            _err("%r: bad port", url)
-        hp, port = hp[:j], int(p)
-    host = hp[1:-1] if hp[:1] == "[" and hp[-1:] == "]" else hp
-    if not host or "@" in host or "[" in host or "]" in host:
-        _err("%r: no usable host", url)
-    return tls, host, port, path
-
-
-class _Deadline(object if _CPY else __import__("io").IOBase):  # IOBase: a stream MicroPython's TLS can wrap
-    # The raw socket, every read and write bounded by what is left of the
-    # deadline: a server that trickles one byte a second still ends it.
-    def __init__(self, s, end):
-        self.s, self.end = s, end
-
-    def left(self):
-        ms = ticks_diff(self.end, ticks_ms())
-        if ms <= 0:
-            raise OSError(110, "ETIMEDOUT")  # ends the attempt; becomes an UpdateError below
-        self.s.settimeout(ms / 1000)
-
-    def readinto(self, b):
-        # One recv: a stream's readinto would wait until b is full, each wait
-        # bounded anew, so a trickling server could outlast the deadline.
-        self.left()
-        if _CPY:
-            return self.s.recv_into(b)
-        data = self.s.recv(min(len(b), 1024))  # recv allocates what it returns: small pieces
-        b[: len(data)] = data
-        return len(data)
-
-    def write(self, b):
-        self.left()
-        return self.s.send(b)
-
-    def close(self):  # certpin's SSLContext closes the socket it was given on a refusal
-        self.s.close()
-
-    def ioctl(self, req, arg):  # the stream protocol mbedTLS uses on MicroPython
-        if req == 4:  # MP_STREAM_CLOSE
-            self.s.close()
-            return 0
-        return -1
-
-
-def _tls_micropython(raw, host, ps, cadata):
-    # certpin's contexts use the real tls module, captured before any install().
-    from certpin import SSLContext, _context, tls
-
-    if ps is not None:  # the update host is pinned: its pins apply (certpin/_old.py on firmware < 1.23)
-        return SSLContext(ps, cadata).wrap_socket(raw, server_hostname=host)
-    # Without cadata CERT_NONE: the signature is the protection. Firmware
-    # without verify_callback (< 1.23: no SSLContext, or 1.22's, whose
-    # load_verify_locations reads a positional argument as a file path)
-    # validates against cadata through certpin/_old.py.
-    if hasattr(tls, "SSLContext") and hasattr(tls.SSLContext(tls.PROTOCOL_TLS_CLIENT), "verify_callback"):
-        return _context(cadata).wrap_socket(raw, server_hostname=host)
-    from certpin._old import wrap
-
-    return wrap(raw, host, cadata, None, _Plain)
-
-
-class _Plain:
-    # What certpin/_old.py's wrap() needs of a connection without pins: a
-    # refused handshake stays the firmware's error (it becomes reason fetch).
-    def refused(e):
-        pass
-
-
-class _BIO:
-    # CPython: TLS over memory BIOs, so the handshake too runs through
-    # _Deadline (an SSLSocket's handshake would wait on each read anew).
-    def __init__(self, d, ctx, host):
-        import ssl
-
-        self.d, self.ssl = d, ssl
-        self.inc, self.outg = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.o = ctx.wrap_bio(self.inc, self.outg, server_hostname=host)
-        self._pump(self._handshake)
-
-    def _handshake(self):
-        self.o.do_handshake()
-        return True  # done (do_handshake itself returns None)
-
-    def _pump(self, f, *a):
-        buf = bytearray(4096)
-        while True:
-            try:
-                r = f(*a)
-            except self.ssl.SSLWantReadError:
-                r = None
-            except (self.ssl.SSLZeroReturnError, self.ssl.SSLEOFError):
-                # The end (with or without close_notify: a cut-short bundle
-                # fails Content-Length or its signature, never passes).
-                r = b""
-            data = self.outg.read()
-            while data:
-                data = data[self.d.write(data) :]
-            if r is not None:
-                return r
-            n = self.d.readinto(buf)
-            if n:
-                self.inc.write(bytes(buf[:n]))
-            else:
-                self.inc.write_eof()
-
-    def readinto(self, b):
-        data = self._pump(self.o.read, len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def write(self, b):
-        return self._pump(self.o.write, b)
-
-
-def _tls_cpython(d, host, ps, cadata):
-    import ssl
-
-    if ps is not None:
-        from certpin._cpy import SSLContext
-
-        ctx = SSLContext(ps, cadata)
-    else:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if cadata:
-            for der in cadata:
-                ctx.load_verify_locations(cadata=bytes(der))
-        else:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE  # the signature is the protection
-    return _BIO(d, ctx, host)
-
-
-def _get(url, ps, end, cadata, c):
-    # The response body (bytes), None for HTTP 404, or UpdateError. end: the
-    # call's deadline (ticks_ms), shared by every request. c: [address, host,
-    # port, installed serial] kept between requests: the catch-up URLs name
-    # the same host, resolved once (getaddrinfo has no timeout).
-    tls, host, port, path = _split(url)
-    pinned = None
-    if tls:
         try:
-            pinned = ps if ps._find(host) >= 0 else None
-        except Error:
-            _err("%r: %s", url, "not a usable host name")
-    if c[0] is None or c[1] != host or c[2] != port:
-        c[0], c[1], c[2] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0], host, port
-    ai = c[0]
-    s = socket.socket(ai[0], socket.SOCK_STREAM)
-    try:
-        d = _Deadline(s, end)
-        d.left()
-        s.connect(ai[-1])
-        if tls:
-            if cadata is not None and not isinstance(cadata, (list, tuple)):
-                cadata = [cadata]
-            t = (_tls_cpython if _CPY else _tls_micropython)(d, host, pinned, cadata)
-        else:
-            t = d
-        # The check-in: a static server's access log shows which serial each device holds.
-        from certpin import __version__
-
-        req = ("GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: certpin/%s serial/%s\r\nConnection: close\r\n\r\n"
-               % (path, host, __version__, "-" if c[3] is None else c[3])).encode()
-        while req:
-            req = req[t.write(req) :]
-        return _response(t, url)
-    finally:
-        s.close()
+            return f(*a)
+        except OSError as e:
+            # The network is the getter's (reason fetch) and the install is
+            # install()'s: an OSError here is the filesystem failing elsewhere (a
+            # module of certpin that cannot be read any more, on a flash that
+            # failed a write). A certpin.Error all the same, and the truth.
+            _fail("write_failed", 0, e)
+        except MemoryError:
+            # Not a verdict on the bundle (the host tool would accept what a
+            # device short of RAM cannot read): say what happened.
+            _fail("memory", 1)
+    except UpdateError as e:
+        try:
+            _use("_journal", "update", path, e, url)
+        except Exception:  # importing the journal failed (the flash that failed the update, RAM): e stands
+            pass
+        raise
 
 
-def _response(c, url):
-    # The status line and headers end within MAX_HEAD bytes (the blank line
-    # included); then the body: exactly Content-Length bytes when given (a
-    # byte beyond it that arrives is refused, never used), else up to EOF;
-    # never over MAX_BODY. The buffer grows with what arrives (a typical
-    # bundle is 1-3 KB). None for a 404.
-    buf = bytearray(1024)
-    n = 0
-    h = -1  # where the headers end
-    length = None
-    want = MAX_HEAD  # bytes to read at most, for now
-    while n <= want:
-        if n == len(buf):
-            b = bytearray(min(2 * len(buf), want + 1))
-            b[:n] = buf
-            buf = b
-        k = c.readinto(memoryview(buf)[n : min(len(buf), want + 1)])
-        if not k:
-            break
-        n += k
-        if h < 0:
-            h = bytes(memoryview(buf)[max(0, n - k - 3) : min(n, MAX_HEAD)]).find(b"\r\n\r\n")
-            if h >= 0:
-                h += max(0, n - k - 3)
-                length, loc, status = _head(bytes(memoryview(buf)[:h]), url)
-                if status == b"404":
-                    return None
-                if status != b"200":
-                    if status[:1] == b"3" and loc is not None:
-                        _err("%s: HTTP %s, a redirect to %r: not followed; point update.url (or the url argument) "
-                             "at the bundle itself", url, _text(status[:12]), _text(loc[:200]))
-                    _err("%s: HTTP %s", url, _text(status[:12]))
-                want = h + 4 + (MAX_BODY if length is None else length)
-            elif n >= MAX_HEAD:
-                _err("%s: the response headers are longer than %d bytes", url, MAX_HEAD)
-        if h >= 0 and n > want:
-            if length is None:
-                _err("%s: the response is larger than %d bytes (a bundle is at most that)", url, MAX_BODY)
-            _err("%s: more bytes than its Content-Length of %d: refused, not cut short", url, length)
-        if h >= 0 and n == want and length is not None:
-            break  # the body is complete: no need to wait for the connection to close
-    if h < 0:
-        _err("%s: the connection closed before the response headers ended (%d bytes)", url, n)
-    if length is not None and n < want:
-        _err("%s: truncated: %d of the %d bytes of Content-Length", url, n - h - 4, length)
-    return bytes(memoryview(buf)[h + 4 : n])
+def update(bundle, path="/certpin.json"):
+    return run(path, "", _apply, bundle, path)
 
 
-def _text(b):
-    # Header bytes for a message: a str when printable ASCII, else their repr.
-    return b.decode() if b and min(b) > 31 and max(b) < 127 else b
-
-
-def _head(head, url):
-    # (Content-Length or None, Location or None, status code as bytes) from
-    # the header bytes, read as bytes: the runtimes decode non-UTF-8 text
-    # differently, and nothing here needs more than ASCII.
-    lines = head.split(b"\r\n")
-    st = lines[0].split(b" ")
-    if len(st) < 2 or st[0][:5] != b"HTTP/":
-        _err("%s: not an HTTP response: %r", url, _text(lines[0][:80]))
-    length = loc = None
-    for line in lines[1:]:
-        i = line.find(b":")
-        if i < 0:
-            continue  # not a header field (obsolete line folding included): nothing certpin reads
-        k = line[:i].strip().lower()
-        v = line[i + 1 :].strip()
-        if k == b"content-length":
-            if not v or v.strip(b"0123456789") or len(v) > 9 or length is not None:
-                _err("%s: bad Content-Length %r", url, _text(v[:40]))
-            length = int(v)
-            if length > MAX_BODY:
-                _err("%s: Content-Length %d is larger than %d bytes (a bundle is at most that)", url, length, MAX_BODY)
-        elif k == b"transfer-encoding" and v.lower() != b"identity":
-            _err("%s: Transfer-Encoding %r: not supported (the request is HTTP/1.0); serve the bundle as a "
-                 "plain file", url, _text(v[:40]))
-        elif k == b"location":
-            loc = v
-    return length, loc, st[1]
+def _apply(bundle, path):
+    # The rules against the file at path (a phase), then the install (another).
+    r = _call("_update", "against", path, bundle)
+    if type(r) is not tuple:
+        return r  # the bundle carries the installed file: nothing changes
+    # The floor never goes back: the old pinset's floor, moved up to the new issued date.
+    _call("_floor", "save", path, r[0], r[1], r[2].floor)
+    return r[1]
 
 
 def fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None):
@@ -324,39 +128,22 @@ def fetch_update(url=None, path="/certpin.json", timeout=10, cadata=None):
 
 def _fetch(url, path, timeout, cadata):
     # The trusted state of the pinset file (small: no pinset text is kept),
-    # the Pinset for a pinned update host, one deadline for the whole call,
-    # then the walk: the newest release, and the catch-up files when the
-    # device missed a signing-key rotation.
-    t, ps = installed(path)
+    # the Pinset for a pinned update host, then the walk: the newest release,
+    # and the catch-up files when the device missed a signing-key rotation.
+    # c: what the requests share (certpin._http.get): the address, one
+    # deadline for the whole call, the serial the check-in names.
+    t, ps = _call("_update", "installed", path)
     if url is None:
         url = t.url
         if url is None:
-            _err("no url given, and the pinset at %s has no update.url", path)
-    _split(url)  # a bad URL is refused before anything else
-    end = ticks_add(ticks_ms(), int(timeout * 1000))
-    c = [None, None, None, t.serial]
+            _fail("fetch", 2, path)  # no url
+    c = [None, None, None, t.serial, timeout, None]
 
     def get(u):
-        try:
-            return _get(u, ps, end, cadata, c)
-        except (UpdateError, MemoryError):  # out of RAM: run() says so (reason memory)
-            raise
-        except Error as e:  # the update host is pinned and did not match, a cadata it cannot load
-            _err("%s: %s", u, e.args[0] if e.args else e)
-        except Exception as e:  # OSError (refused, reset, timeout), TLS failures
-            n = e.args[:1] if isinstance(e, OSError) else ()
-            if n in ((11,), (110,)) or "timed out" in str(e):
-                m = "no complete answer within %s s" % timeout
-            elif n == (111,):  # ECONNREFUSED (also lwIP's number on ESP32 and Pico W)
-                m = "connection refused by %s:%d (nothing listening there?)" % (c[1], c[2])
-            else:
-                m = repr(e)[:200]
-            _err("%s: %s", u, m)
+        return _call("_http", "get", u, ps, cadata, c)
 
     def keep(data, new, nt, final):
-        from certpin._floor import save
-
-        save(path, data, new, nt.floor)
+        _call("_floor", "save", path, data, new, nt.floor)
         c[3] = new.serial
 
     new = walk(t, get, url, None, keep)[0]
@@ -371,11 +158,8 @@ def _fetch(url, path, timeout, cadata):
 # "fetch"): fetch_update() passes its HTTP getter, the host tool a getter over
 # a site directory (certpin pinset publish, check-update --site), so the host
 # simulates devices with this very code. One bundle is in RAM at a time, and
-# what is trusted between steps is small (a certpin._update.Trust). The
-# catch-up steps are certpin._catchup's, loaded only when a device missed a
-# rotation (measured: 5.6 KB less peak heap for every other fetch_update).
-
-MAX_STEPS = 32  # catch-up requests per call, after the newest release's
+# what is trusted between steps is small (a Trust). The catch-up steps are
+# certpin._catchup's, loaded only when a device missed a rotation.
 
 
 def catchup_url(url, kid):
@@ -416,9 +200,9 @@ def walk(t, get, url, today=None, save=None):
     st = [0, 0, n, []]
     b = [_req(get, url, st)]  # step() takes the bundle out of the list: one bundle in RAM at a time
     if b[0] is None:
-        _err("%s: not found (HTTP 404)", url)
+        _fail("fetch", 3, url)  # HTTP 404
     try:
-        r = step(t, b, True, today, n)
+        r = _call("_update", "step", t, b, True, today, n)
     except UpdateError as e:
         if e.reason not in MISSED:
             raise
@@ -431,17 +215,7 @@ def walk(t, get, url, today=None, save=None):
         if save:
             save(r[0], r[1], r[2], True)
         return r[1], st
-    from certpin._catchup import steps
-
-    try:
-        return steps(t, get, url, today, save, first, b, st)
-    finally:
-        if not _CPY:  # dropped again, as certpin._use drops this module
-            sys.modules.pop("certpin._catchup", None)
-            try:
-                delattr(sys.modules["certpin"], "_catchup")  # the import bound it there too
-            except AttributeError:
-                pass
+    return _call("_catchup", "steps", t, get, url, today, save, first, b, st)
 
 
 def _req(get, u, st):
@@ -450,3 +224,20 @@ def _req(get, u, st):
     if b is not None:
         st[1] += len(b)
     return b
+
+
+def expired(ps, today=None):
+    # Rule 8: the date ps is judged expired by, or None when it is in force.
+    if today is None:
+        today = _today(ps.floor)
+    e = ps.expires
+    return today if e and e < today else None
+
+
+def _today(floor):
+    # Rule 8's today: the clock when it is plausibly set, but never before the
+    # floor. gmtime hides the epoch (2000 on esp32, 1970 elsewhere).
+    t = tuple(time.gmtime()[:3])
+    if t[0] < CLOCK_FLOOR:
+        t = (0, 0, 0)
+    return floor if floor and floor > t else t

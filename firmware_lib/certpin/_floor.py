@@ -6,9 +6,9 @@
 # a certificate that matched a pin in a handshake that completed (the server
 # proved it holds the pinned key). Loaded for the rare write, then dropped.
 #
-# Also the install of a verified update (install(), save()): the writes of
-# certpin._update and certpin._fetch, kept apart from them so that the
-# connection path's floor moves do not load them with certpin._update.
+# Also the install of a verified update (install(), save()): a phase of its
+# own in certpin._fetch's driver, after the rules' code is dropped; and the
+# connection path's floor moves do not load the update code.
 import os
 import sys
 
@@ -64,8 +64,7 @@ def install(path, data):
                 os.remove(tmp)
             except OSError:
                 pass
-            _refused("%s read back differently from what was written: flash failing? The installed pinset is "
-                     "unchanged" % tmp)
+            _refused(27, tmp)  # read back differently
         try:
             os.remove(bak)  # a stale one from an install that lost power or could not remove it
         except OSError:
@@ -77,7 +76,7 @@ def install(path, data):
             os.rename(bak, path)  # if this fails too, path is missing and read() recovers path.bak
             raise
     except OSError as e:
-        _refused("cannot write %s (%s); the installed pinset is unchanged" % (path, e))
+        _refused(28, path, e)
     try:
         os.remove(bak)
     except OSError:
@@ -86,7 +85,7 @@ def install(path, data):
 
 def save(path, data, new, day):
     # Install data (the pinset new) at path and move the floor file up to day.
-    from certpin._load import floor_path, read_floor  # loaded already: an update is running
+    from certpin._load import floor_path, read_floor
 
     install(path, data)
     new._fp = fp = floor_path(path)
@@ -102,9 +101,12 @@ def save(path, data, new, day):
         i._policy = (new,) + p[1:]
 
 
-def _refused(msg):
+def _refused(n, *a):
+    # write_failed, text n of certpin/_utext.py (loaded only for a refusal;
+    # the update's driver, certpin/_fetch.py, is loaded: an update is running)
     from certpin import UpdateError
+    from certpin._fetch import _text
 
-    e = UpdateError("pinset update refused (write_failed): " + msg)
+    e = UpdateError("pinset update refused (write_failed): " + _text(n, a))
     e.reason = "write_failed"
     raise e

@@ -3,11 +3,24 @@
 # Everything is validated before anything is used (a device never runs with a
 # pinset it could not fully read), and every error names the field. Imported
 # for one use by certpin.load()/loads(), then dropped from RAM on a device.
+# The texts of its refusals are in certpin/_ptext.py, loaded only for one.
+# The update rules (certpin/_update.py) read bundles with _syntax and update
+# keys with public_key too: this module is loaded for that (and dropped
+# again) while they check signatures, and for the payload's parse.
 import json
 import os
-from binascii import a2b_base64, b2a_base64
+import sys
+from binascii import a2b_base64, b2a_base64, hexlify
 
 from certpin import Pinset, PinsetError, _ip
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(t):
+        return t
+
 
 # Names in this module are few and short on purpose: the module is dropped
 # after a load, but every name it uses (functions, arguments, globals,
@@ -16,22 +29,30 @@ from certpin import Pinset, PinsetError, _ip
 
 
 def _fail(f, m, *a):
-    # f: the field, m: what is wrong with it.
-    raise PinsetError(f + ": " + (m % a if a else m))
+    # f: the field, m: what is wrong with it: its number in certpin/_ptext.py,
+    # loaded only for a refusal (when it cannot be, as on a flash failing a
+    # read or short of RAM, the refusal stands, its text named by number).
+    try:
+        n = "certpin._ptext"  # made at run time: a name in this module is interned at boot, for good
+        __import__(n)
+        m = sys.modules[n].text(m, a)
+    except Exception as e:
+        m = "text %d of certpin/_ptext.py %r (not loaded: %r)" % (m, a, e)
+    raise PinsetError(f + ": " + m)
 
 
 def _obj(d, keys, f):
     if not isinstance(d, dict):
-        _fail(f, "expected a JSON object")
+        _fail(f, 0)  # not an object
     for k in d:
         if k not in keys:
-            _fail(f, "unknown key %r (allowed: %s)", k, ", ".join(keys))
+            _fail(f, 1, k, ", ".join(keys))  # unknown key
 
 
 def _flag(e, key, f):
     v = e.get(key, False)
     if v is not True and v is not False:
-        _fail(f + "." + key, "expected true or false, found %r", v)
+        _fail(f + "." + key, 2, v)  # not a boolean
     return v
 
 
@@ -48,9 +69,11 @@ def _syntax(t):
     # U+10FFFF; CPython refuses them): non-ASCII bytes can only be inside
     # strings, so only strings need the check. A \u escape of a surrogate
     # must be a high one followed by a low one (the runtimes decode a lone
-    # one differently). t: the UTF-8 bytes (indexing a str would intern
-    # every character it meets as a qstr on MicroPython, for good). -1, or
-    # the error offset.
+    # one differently). t: the UTF-8 bytes, or a bytearray (a fetched
+    # bundle: no copy; the few slices it takes are made bytes, which a
+    # bytearray's are not on MicroPython); indexing a str would intern every
+    # character it meets as a qstr on MicroPython, for good. -1, or the error
+    # offset.
     # w (what may come next): 1 value, 3 ':', 4 ',' or close, 5 key or '}',
     # 6 value or ']', 2 key, 0 nothing (the document is complete).
     s = 1  # open containers as bits below a leading 1: 0 object, 1 array
@@ -85,10 +108,10 @@ def _syntax(t):
                 elif c == 92:  # backslash
                     c = t[i + 1] if i + 1 < n else 0
                     if c == 117:  # u: exactly four hex digits
-                        if len(t[i + 2 : i + 6]) < 4 or t[i + 2 : i + 6].strip(b"0123456789abcdefABCDEF"):
+                        if len(t[i + 2 : i + 6]) < 4 or bytes(t[i + 2 : i + 6]).strip(b"0123456789abcdefABCDEF"):
                             return i
                         if t[i + 2] in b"dD" and t[i + 3] in b"89abcdefABCDEF":  # a surrogate
-                            k = t[i + 6 : i + 12]  # a high one needs \uDC00-\uDFFF next
+                            k = bytes(t[i + 6 : i + 12])  # a high one needs \uDC00-\uDFFF next
                             if (
                                 t[i + 3] not in b"89abAB" or len(k) < 6 or k[:2] != b"\\u" or k[2] not in b"dD"
                                 or k[3] not in b"cdefCDEF" or k[4:].strip(b"0123456789abcdefABCDEF")
@@ -122,8 +145,8 @@ def _syntax(t):
             while i < n and t[i] not in b' \t\r\n,:[]{}"':
                 i += 1
             k = j + (c == 45)  # -
-            if w not in (1, 6) or t[j:i] not in (b"true", b"false", b"null") and not (
-                k < i < k + 17 and not t[k:i].strip(b"0123456789") and (t[k] != 48 or i == k + 1)
+            if w not in (1, 6) or bytes(t[j:i]) not in (b"true", b"false", b"null") and not (
+                k < i < k + 17 and not bytes(t[k:i]).strip(b"0123456789") and (t[k] != 48 or i == k + 1)
             ):
                 return j
             w = 4
@@ -145,24 +168,22 @@ def parse(text):
     try:
         t = text if isinstance(text, bytes) else text.encode() if isinstance(text, str) else bytes(memoryview(text))
         if len(t) > 65535:
-            _fail("pinset", "larger than 65535 bytes")
+            _fail("pinset", 3)  # too large
         i = _syntax(t)
         if i >= 0:
             c = t[i] if i < len(t) else 0
-            _fail("pinset", "not valid UTF-8 JSON text (%s at offset %d)", "not strict UTF-8" if c > 127 else
-                  "a number that is not an integer of at most 16 digits" if c == 45 or 47 < c < 58 else
-                  "syntax error", i)
+            _fail("pinset", 4 if c > 127 else 5 if c == 45 or 47 < c < 58 else 6, i)  # not UTF-8, a number, syntax
         d = json.loads(t)
     except (PinsetError, MemoryError):  # out of RAM: not a verdict on the file
         raise
     except Exception as e:  # not text or bytes, ValueError, RecursionError
-        _fail("pinset", "not valid UTF-8 JSON text (%s)", e.args[0] if e.args else type(e).__name__)
+        _fail("pinset", 7, e.args[0] if e.args else type(e).__name__)  # not JSON text
     try:
         return d, _validate(d)
     except (PinsetError, MemoryError):
         raise
     except Exception as e:  # a shape no rule foresaw: refused all the same, as a PinsetError
-        _fail("pinset", "cannot be read (%s: %s)", type(e).__name__, e)
+        _fail("pinset", 8, type(e).__name__, e)  # cannot be read
 
 
 def date(v):
@@ -185,8 +206,32 @@ def _date(d, key):
         return None
     r = date(v)
     if r is None:
-        _fail(key, "expected a calendar date YYYY-MM-DD, found %r", v)
+        _fail(key, 9, v)  # not a date
     return r
+
+
+_P = const(0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF)
+_B = const(0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B)
+# DER SubjectPublicKeyInfo of a P-256 key up to its point: SEQUENCE, SEQUENCE
+# {id-ecPublicKey, prime256v1}, BIT STRING of 66 bytes, no unused bits, 0x04
+# (uncompressed). Strict DER allows exactly this one encoding of such a key.
+_SPKI = const(b"\x30\x59\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\x03\x42\x00\x04")
+
+
+def public_key(t):
+    # (x, y) of the P-256 public key in the DER SubjectPublicKeyInfo t
+    # (certpin._p256.public_key()): the one encoding certpin reads (above),
+    # a point on the curve. Anything else is read by certpin/_ptext.py's
+    # whole parser, loaded only for that, which raises ValueError("not a
+    # P-256 public key: ...") saying what is wrong.
+    if isinstance(t, (bytes, bytearray, memoryview)) and len(t) == 91 and bytes(t[:27]) == _SPKI:
+        x = int(hexlify(t[27:59]), 16)  # not int.from_bytes: its "big" would be interned at boot, for good
+        y = int(hexlify(t[59:91]), 16)
+        if x < _P and y < _P and (y * y - (x * x - 3) * x - _B) % _P == 0:
+            return x, y
+    m = "certpin._ptext"
+    __import__(m)
+    return sys.modules[m].public_key(t)
 
 
 def _update_section(d):
@@ -196,8 +241,7 @@ def _update_section(d):
     _obj(d, ("keys", "threshold", "url"), "update")
     keys = d.get("keys")
     if not isinstance(keys, list) or not 0 < len(keys) < 17:
-        _fail("update.keys", "expected a list of 1 to 16 keys (base64 DER SubjectPublicKeyInfo of P-256 keys)")
-    from certpin._p256 import public_key  # dropped with this module after load on a device
+        _fail("update.keys", 10)  # not a list of 1 to 16 keys
 
     for j, k in enumerate(keys):
         f = "update.keys[%d]" % j
@@ -207,16 +251,16 @@ def _update_section(d):
         except ValueError:  # bad padding (binascii.Error is one); MemoryError is not a verdict
             der = b""
         if not der or b2a_base64(der)[:-1] != k.encode():
-            _fail(f, "not standard base64 (with padding) of a DER SubjectPublicKeyInfo")
+            _fail(f, 11)  # not base64
         try:
             public_key(der)
         except ValueError as e:
-            _fail(f, "%s", e.args[0])
+            raise PinsetError(f + ": " + e.args[0])
         if k in keys[:j]:
-            _fail(f, "the same key as update.keys[%d]: a duplicate would count twice or never", keys.index(k))
+            _fail(f, 12, keys.index(k))  # a duplicate
     t = d.get("threshold")
     if type(t) is not int or not 0 < t <= len(keys):
-        _fail("update.threshold", "expected a whole number from 1 to %d (the number of keys), found %r", len(keys), t)
+        _fail("update.threshold", 13, len(keys), t)
     url(d.get("url"), "update.url")
 
 
@@ -228,7 +272,7 @@ def url(v, f):
     except Exception:  # CPython: a lone surrogate
         b = b""
     if v is not None and not (0 < len(b) <= 512 and min(b) > 32 and max(b) < 127 and (b[:7] == b"http://" or b[:8] == b"https://")):
-        _fail(f, "expected an http:// or https:// URL of printable ASCII, at most 512 characters, found %r", v)
+        _fail(f, 14, v)  # not a URL
 
 
 def _report(r, f, t):
@@ -237,36 +281,36 @@ def _report(r, f, t):
     # the records carry (a host's names only a url).
     _obj(r, ("url", "device") if t else ("url",), f)
     if not t and "url" not in r:
-        _fail("%s.%s" % (f, "url"), "required in a host's report section")
+        _fail("%s.%s" % (f, "url"), 15)  # required
     url(r.get("url"), "%s.%s" % (f, "url"))
     v = r.get("device")
     b = v.encode() if isinstance(v, str) else b""
     if v is not None and not (0 < len(b) <= 64 and min(b) > 32 and max(b) < 127):
-        _fail("%s.%s" % (f, "device"), "expected 1 to 64 printable ASCII characters, found %r", v)
+        _fail("%s.%s" % (f, "device"), 16, v)
 
 
 def _validate(d):
     _obj(d, ("format", "serial", "issued", "expires", "update", "report", "hosts"), "pinset")
     v = d.get("format")
     if v != 1 or type(v) is not int:
-        _fail("format", "expected 1, found %r", v)
+        _fail("format", 17, v)
     serial = d.get("serial")
     if serial is not None and (type(serial) is not int or not 0 <= serial <= 9007199254740991):
-        _fail("serial", "expected a whole number from 0 to 2**53-1, found %r", serial)
+        _fail("serial", 18, serial)
     expires = _date(d, "expires")
     issued = _date(d, "issued")
     if issued and expires and issued > expires:
-        _fail("issued", "%04d-%02d-%02d is after expires", *issued)
+        _fail("issued", 19, *issued)  # after expires
     if "update" in d:
         _update_section(d["update"])
     if "report" in d:
         _report(d["report"], "report", True)
     hosts = d.get("hosts")
     if not isinstance(hosts, dict) or not hosts:
-        _fail("hosts", "expected a JSON object of one or more host entries")
+        _fail("hosts", 20)  # no host
     for name in hosts:
         if not isinstance(name, str):  # JSON keys are; a lax parser's may not be (sorted() would raise)
-            _fail("hosts[%r]" % (name,), "not a host name")
+            _fail("hosts[%r]" % (name,), 21)  # not a host name
     names = sorted(hosts)
     size = 0
     for name in names:
@@ -279,20 +323,20 @@ def _validate(d):
             or name[:1] in ".-"  # a slice: indexing a str interns the character (MicroPython)
             or name[-1:] in ".-"
         ):
-            _fail(f, "not a lowercase host name or IP literal without a trailing dot")
+            _fail(f, 22)  # not a lowercase host name
         e = hosts[name]
         _obj(e, ("pins", "subdomains", "report_only", "ports", "report"), f)
         if "report" in e:
             _report(e["report"], "%s.%s" % (f, "report"), False)
         pins = e.get("pins")
         if not isinstance(pins, list) or not 0 < len(pins) < 256:
-            _fail("%s.%s" % (f, "pins"), "expected a list of 1 to 255 pins")  # "%s.%s": one interned string for every field
+            _fail("%s.%s" % (f, "pins"), 23)  # "%s.%s": one interned string for every field
         if _flag(e, "subdomains", f) and _ip(name):
-            _fail("%s.%s" % (f, "subdomains"), "an IP literal has no subdomains")
+            _fail("%s.%s" % (f, "subdomains"), 24)  # an IP literal
         _flag(e, "report_only", f)
         v = e.get("ports", [443])  # the ports `certpin verify` checks; the device only validates them
         if not isinstance(v, list) or not 0 < len(v) < 17 or [p for p in v if type(p) is not int or not 0 < p < 65536 or v.count(p) > 1]:
-            _fail("%s.%s" % (f, "ports"), "expected a list of 1 to 16 distinct port numbers from 1 to 65535, found %r", v)
+            _fail("%s.%s" % (f, "ports"), 25, v)
         size += 4 + 33 * len(pins)
     # Second pass: pins, into the compact form (sized exactly, no growth).
     b = bytearray(2 * len(names) + size)
@@ -316,11 +360,7 @@ def _validate(d):
             except (ValueError, TypeError):  # not base64, not a str (MemoryError is no verdict on the pin)
                 dg = b""
             if not isinstance(pin, str) or len(pin) != len(p) + 44 or len(dg) != 32 or b2a_base64(dg)[:44] != pin[len(p) :].encode():
-                _fail(
-                    "hosts[%r].pins[%d]" % (name, j),
-                    "%r is not sha256/ (SPKI) or cert-sha256/ (certificate) + base64 of a SHA-256 digest",
-                    pin,
-                )
+                _fail("hosts[%r].pins[%d]" % (name, j), 26, pin)  # not a pin
             b[r] = kind
             b[r + 1 : r + 33] = dg
             texts.append(pin)
@@ -393,7 +433,7 @@ def load(path="/certpin.json"):
         ps._fp = fp = floor_path(path)
         v = read_floor(fp)
     except (OSError, ValueError, TypeError) as e:  # ValueError/TypeError: a path open() cannot take
-        raise PinsetError("%s: cannot read the pinset file (%s)" % (path, e))
+        _fail(path, 27, e)  # cannot read the file
     except PinsetError as e:
         raise PinsetError("%s: %s" % (path, e.args[0]))
     if v and (ps.floor is None or v > ps.floor):

@@ -2,6 +2,7 @@
 #
 #   public_key(spki) -> (x, y)    DER SubjectPublicKeyInfo -> the public point
 #   verify(key, digest, sig)      True only for a valid signature
+#   check(line, digest, sig)      verify() for a pinset's update.keys line
 #
 # Why P-256: signed pinset updates (issue 8) must be signable with openssl,
 # `cryptography`, HSMs and every cloud KMS, and verifiable on a device that has
@@ -15,7 +16,11 @@
 # curves, explicit curve parameters, compressed points (re-export such a key
 # uncompressed: `openssl ec -pubin -conv_form uncompressed`) and any other
 # encoding, with ValueError("not a P-256 public key: ..."). The curve has
-# cofactor 1, so a point on it is in the group of order n.
+# cofactor 1, so a point on it is in the group of order n. Strict DER allows
+# exactly one byte string for such a key up to its point, so the reading is
+# that prefix and the point's checks (certpin/_load.py, which checks update
+# keys with it); anything else goes to the whole DER parser, which says what
+# is wrong (certpin/_ptext.py, loaded only then).
 #
 # verify() takes the key from public_key() (it does not check the point
 # again), the 32-byte SHA-256 digest of the signed bytes (for JWS: of the
@@ -35,6 +40,11 @@
 # Meant to be imported for an update and dropped afterwards, as certpin drops
 # _load; nothing is cached outside the module.
 
+from binascii import a2b_base64
+
+# public_key(spki): (x, y), else ValueError("not a P-256 public key: ...")
+from certpin._load import public_key
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -45,109 +55,15 @@ except ImportError:  # CPython
 
 _P = const(0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF)
 _N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)
-_B = const(0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B)
 
 
 # ---- public_key ----
 
 
-def _bad(msg, *a):
-    return ValueError("not a P-256 public key: " + (msg % a if a else msg))
-
-
-def _tlv(b, i, end, tag, what):
-    # Strict DER header of the element at b[i], which must end by `end`:
-    # returns (content start, content end).
-    if i + 2 > end:
-        raise _bad("the %s at offset %d is truncated", what, i)
-    if b[i] != tag:
-        raise _bad("expected the %s at offset %d, found tag 0x%02x", what, i, b[i])
-    n = b[i + 1]
-    j = i + 2
-    if n == 0x81 or n == 0x82:
-        k = n - 0x80
-        if j + k > end:
-            raise _bad("the %s at offset %d is truncated", what, i)
-        n = b[j] if k == 1 else b[j] << 8 | b[j + 1]
-        j += k
-        if n < 0x80 or k == 2 and n < 0x100:
-            raise _bad("non-minimal DER length of the %s at offset %d", what, i)
-    elif n & 0x80:
-        raise _bad("bad DER length of the %s at offset %d (indefinite or over-long)", what, i)
-    if j + n > end:
-        raise _bad("the %s at offset %d is truncated", what, i)
-    return j, j + n
-
-
-def _oid(b, i, e):
-    # Dotted text of the OID content b[i:e], for messages.
-    out = []
-    v = 0
-    while i < e:
-        v = v << 7 | (b[i] & 0x7F)
-        if b[i] < 0x80:
-            out.append(str(v) if out else "%d.%d" % ((v // 40, v - 80) if v >= 80 else divmod(v, 40)))
-            v = 0
-        i += 1
-    return ".".join(out)
-
-
-_EC = const(b"\x2a\x86\x48\xce\x3d\x02\x01")  # 1.2.840.10045.2.1 id-ecPublicKey
-_P256 = const(b"\x2a\x86\x48\xce\x3d\x03\x01\x07")  # 1.2.840.10045.3.1.7 prime256v1
-_NAMES = (  # the usual mistakes, named
-    ("1.2.840.113549.1.1.1", " (an RSA key)"),
-    ("1.3.101.112", " (an Ed25519 key)"),
-    ("1.3.132.0.34", " (P-384)"),
-)
-
-
-def _named(dotted):
-    for o, name in _NAMES:
-        if o == dotted:
-            return dotted + name
-    return dotted
-
-
-def public_key(spki):
-    """(x, y) of the P-256 public key in the DER SubjectPublicKeyInfo ``spki``.
-
-    Raises ValueError("not a P-256 public key: ...") for anything else.
-    """
-    if not isinstance(spki, (bytes, bytearray, memoryview)):
-        raise _bad("expected DER bytes, found %s", type(spki).__name__)
-    b = spki
-    s, e = _tlv(b, 0, len(b), 0x30, "SubjectPublicKeyInfo SEQUENCE")
-    if e != len(b):
-        raise _bad("%d bytes after the SubjectPublicKeyInfo", len(b) - e)
-    a, ae = _tlv(b, s, e, 0x30, "AlgorithmIdentifier SEQUENCE")
-    o, oe = _tlv(b, a, ae, 0x06, "algorithm OID")
-    if b[o:oe] != _EC:
-        raise _bad("the key algorithm is %s, not id-ecPublicKey (1.2.840.10045.2.1)", _named(_oid(b, o, oe)))
-    if oe < ae and b[oe] == 0x30:
-        raise _bad("explicit curve parameters; only the named curve prime256v1 (1.2.840.10045.3.1.7) is accepted")
-    c, ce = _tlv(b, oe, ae, 0x06, "named curve OID")
-    if b[c:ce] != _P256:
-        raise _bad("the curve is %s, not prime256v1 (1.2.840.10045.3.1.7)", _named(_oid(b, c, ce)))
-    if ce != ae:
-        raise _bad("extra bytes in the AlgorithmIdentifier")
-    k, ke = _tlv(b, ae, e, 0x03, "subjectPublicKey BIT STRING")
-    if ke != e:
-        raise _bad("extra bytes after the subjectPublicKey")
-    if ke == k or b[k] != 0:
-        raise _bad("the subjectPublicKey BIT STRING is empty or has unused bits")
-    if ke - k > 1 and b[k + 1] in (2, 3):
-        raise _bad("compressed point; export the key uncompressed (openssl ec -pubin -conv_form uncompressed)")
-    if ke - k != 66:
-        raise _bad("expected an uncompressed point (0x04 || X || Y, 65 bytes), found %d bytes", ke - k - 1)
-    if b[k + 1] != 4:
-        raise _bad("the point starts with 0x%02x, not 0x04 (an uncompressed point)", b[k + 1])
-    x = int.from_bytes(b[k + 2 : k + 34], "big")
-    y = int.from_bytes(b[k + 34 : ke], "big")
-    if x >= _P or y >= _P:
-        raise _bad("a coordinate is not below the field prime p")
-    if (y * y - (x * x - 3) * x - _B) % _P:
-        raise _bad("the point is not on the curve")
-    return x, y
+def check(key, digest, sig):
+    # verify() for an update key line (standard base64 of the DER SPKI, as in
+    # a pinset's update.keys): certpin._update's way in, one verification.
+    return verify(public_key(a2b_base64(key)), digest, sig)
 
 
 # ---- verify ----

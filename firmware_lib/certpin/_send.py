@@ -111,7 +111,7 @@ def _post(url, body, ps, end):
             if _CPY:  # TLS over memory BIOs, so that the handshake too is bounded by the deadline
                 import ssl
 
-                from certpin._fetch import _BIO
+                from certpin._cpy import _BIO
 
                 if pinned:
                     from certpin._cpy import SSLContext

@@ -10,9 +10,9 @@
 #   step(trust, [bundle], final, today=None, n=None) -> None | (payload, Pinset, Trust)
 #       one bundle against a Trust (the catch-up walk, certpin._fetch.walk,
 #       runs it step by step); keyset_id(update) names a key set
-#   update(bundle, path) -> Pinset
-#       verify against the file at path, then install atomically (the
-#       writes are certpin._floor's)
+#   installed(path) -> (Trust, Pinset), against(path, bundle): the rules'
+#       phases of certpin.fetch_update() and certpin.update() (their driver
+#       is certpin/_fetch.py; the install is certpin._floor's)
 #
 # The rules run in a fixed order and the first that fails names itself in
 # UpdateError.reason. The signatures are checked before the payload is
@@ -21,59 +21,31 @@
 # The work a bundle can cause is bounded by the TRUSTED pinset, not by the
 # sender: at most 32 signature entries are read, at most one P-256
 # verification per key (old and new), none after a threshold is reached.
-# Loaded for one update and dropped afterwards with _load and _p256.
+# Loaded for one phase of an update and dropped afterwards, with _load (the
+# strict JSON check, the key reading, the payload's parse). Each signature
+# check is a phase of its own inside it (certpin._fetch._call): the P-256 code
+# is in RAM only while it verifies, not while the payload is parsed.
 import hashlib
 import json
-import time
 from binascii import a2b_base64, b2a_base64, hexlify
 
-from certpin import PinsetError, UpdateError, _use
-from certpin._load import _syntax, floor_path, parse, read, read_floor
+from certpin import PinsetError, UpdateError
+from certpin._fetch import Trust, _call, _text, expired
+from certpin._load import _syntax, parse
 
 MAX_BUNDLE = 16384
 MAX_SIGS = 32
-# A clock before this year is "not set yet" (no NTP): rule 8 then uses the floor alone.
-CLOCK_FLOOR = 2026
 _URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-# Refusals that mean "signed by keys this device does not hold (any more)":
-# it missed a rotation, and fetch_update walks the catch-up path.
-MISSED = ("unknown_key", "threshold", "bad_signature")
 
 
 def _fail(reason, msg, *a):
-    e = UpdateError("pinset update refused (%s): %s" % (reason, msg % a if a else msg))
+    # msg: the text, or its number in certpin/_utext.py (certpin._fetch._text:
+    # the texts of refusals are loaded only for a refusal; kept here they
+    # would take RAM on every update).
+    msg = _text(msg, a) if type(msg) is int else msg % a if a else msg
+    e = UpdateError("pinset update refused (%s): %s" % (reason, msg))
     e.reason = reason
     raise e
-
-
-def run(path, url, f, *a):
-    # The one place a refused update leaves certpin: update() and
-    # fetch_update() run f(*a) through here, and every refusal is recorded in
-    # the failure journal beside the pinset file at path (certpin/_journal.py;
-    # url: fetch_update's url argument, None for the pinset's update.url, ""
-    # for update(bundle)) before it reaches the caller.
-    try:
-        try:
-            return f(*a)
-        except OSError as e:
-            # The network is the getter's (reason fetch) and the install is
-            # install()'s: an OSError here is the filesystem failing elsewhere (a
-            # module of certpin that cannot be read any more, on a flash that
-            # failed a write). A certpin.Error all the same, and the truth.
-            _fail("write_failed", "the filesystem failed during the update (%s); the installed pinset is what "
-                  "certpin.load() reads now", e)
-        except MemoryError:
-            # Not a verdict on the bundle (the host tool would accept what a
-            # device short of RAM cannot read): say what happened.
-            _fail("memory", "not enough free RAM for the update (a bundle needs about 3 times its size, and the "
-                  "update code about 20 KB); free some (gc.collect(), fewer objects) and try again; the installed "
-                  "pinset is what certpin.load() reads now")
-    except UpdateError as e:
-        try:
-            _use("_journal", "update", path, e, url)
-        except Exception:  # importing the journal failed (the flash that failed the update, RAM): e stands
-            pass
-        raise
 
 
 def _json(b, what):
@@ -86,14 +58,14 @@ def _json(b, what):
         raise
     except Exception:  # ValueError (and whatever else json raises on its input)
         pass
-    _fail("not_jws", "%s is not JSON in strict UTF-8 (integers of at most 16 digits)", what)
+    _fail("not_jws", 4, what)  # not JSON in strict UTF-8
 
 
 def _b64check(s, what):
     # base64url without padding (RFC 7515 section 2), strictly: the device's
     # a2b_base64 would skip characters it does not know.
     if not isinstance(s, str) or s.strip(_URL) or len(s) % 4 == 1:
-        _fail("not_jws", "%s is not base64url without padding", what)
+        _fail("not_jws", 5, what)  # not base64url
 
 
 def _b64url(s, what):
@@ -101,36 +73,35 @@ def _b64url(s, what):
     try:
         return a2b_base64(s.replace("-", "+").replace("_", "/") + "=" * (-len(s) % 4))
     except ValueError:  # binascii.Error is one; MemoryError is not a verdict
-        _fail("not_jws", "%s is not base64url without padding", what)
+        _fail("not_jws", 5, what)
 
 
 def _obj(d, keys, what):
     if not isinstance(d, dict):
-        _fail("not_jws", "%s is not a JSON object", what)
+        _fail("not_jws", 6, what)  # not a JSON object
     for k in d:
         if k not in keys:
-            _fail("not_jws", "%s has the member %r (allowed: %s)", what, k, ", ".join(keys))
+            _fail("not_jws", 7, what, k, ", ".join(keys))  # a member not allowed
 
 
 def parse_bundle(bundle):
     # Rules 1 and 2: (payload_b64, [(protected_b64, signature_b64)]).
     if isinstance(bundle, str):
         bundle = bundle.encode()
-    elif isinstance(bundle, (bytearray, memoryview)):
+    elif isinstance(bundle, memoryview):
         bundle = bytes(bundle)
-    if not isinstance(bundle, bytes):
-        _fail("not_jws", "expected the bundle as bytes or str, not %s", type(bundle).__name__)
+    if not isinstance(bundle, (bytes, bytearray)):  # a bytearray is read as it is (a fetched bundle: no copy)
+        _fail("not_jws", 8, type(bundle).__name__)  # neither bytes nor str
     if len(bundle) > MAX_BUNDLE:
-        _fail("too_large", "the bundle has %d bytes (at most %d)", len(bundle), MAX_BUNDLE)
+        _fail("too_large", 9, len(bundle), MAX_BUNDLE)
     d = _json(bundle, "the bundle")
     _obj(d, ("payload", "signatures"), "the bundle (JWS JSON general serialization)")
     p = d.get("payload")
     sigs = d.get("signatures")
     if not isinstance(p, str) or not isinstance(sigs, list) or not sigs:
-        _fail("not_jws", "the bundle needs \"payload\" and a non-empty list \"signatures\"")
+        _fail("not_jws", 10)  # no payload or signatures
     if len(sigs) > MAX_SIGS:
-        _fail("not_jws", "%d signatures (at most %d: a device's pinset names at most 16 keys, "
-              "and a rotation's bundle is signed by old and new ones)", len(sigs), MAX_SIGS)
+        _fail("not_jws", 11, len(sigs), MAX_SIGS)  # too many signatures
     _b64check(p, "payload")  # checked, not decoded: that waits for the signatures
     out = []
     for i, s in enumerate(sigs):
@@ -147,7 +118,7 @@ def _header(h, i):
     # The protected header of signature i -> its kid, or a refusal reason.
     d = _json(_b64url(h, "signatures[%d].protected" % i), "signatures[%d].protected" % i)
     if not isinstance(d, dict):
-        _fail("not_jws", "signatures[%d].protected is not a JSON object", i)
+        _fail("not_jws", 12, i)  # the protected header is not an object
     a = d.get("alg")
     if a != "ES256":
         return None, "unsupported_alg", "alg %r (only ES256 is accepted)" % (a,)
@@ -181,9 +152,6 @@ def _signatures(p, sigs, keys, threshold, done, n, reason):
     # is verified at most once (a second entry with its kid, valid or not, is
     # not verified again) and counts for both when valid. Stops as soon as
     # the threshold is reached. n: [verifications made], or None.
-    # Imported here: the P-256 code is paid for only by a device that updates.
-    from certpin._p256 import public_key, verify
-
     kids = [kid(k) for k in keys]
     whose = "the installed pinset's" if reason == "threshold" else "the new pinset's"
     good = 0
@@ -214,7 +182,8 @@ def _signatures(p, sigs, keys, threshold, done, n, reason):
                     md.update(p)
                     if n is not None:
                         n[0] += 1
-                    ok = verify(public_key(a2b_base64(keys[kids.index(k)])), md.digest(), sig)
+                    # A phase of its own: the P-256 code is not in RAM while the payload is parsed.
+                    ok = _call("_p256", "check", keys[kids.index(k)], md.digest(), sig)
                     msg = "%s: %s" % (k, "valid" if ok else "the signature does not verify")
                 done[k] = ok
                 if ok:
@@ -225,32 +194,24 @@ def _signatures(p, sigs, keys, threshold, done, n, reason):
             first = why
         verdicts.append("  signatures[%d]: %s" % (i, msg))
     if good < threshold:
-        if reason == "threshold":
-            reason = "threshold" if good else first
-            what = "update keys of the installed pinset"
-        else:
-            what = "update keys the NEW pinset names (a pinset that names new update keys must be signed by a " \
-                   "threshold of them too: proof they are held)"
-        _fail(reason, "%d of %d required valid signatures from distinct %s\n%s", good, threshold, what,
-              "\n".join(verdicts))
+        if reason == "threshold":  # its text here: a device that missed a rotation walks on from it (certpin._fetch)
+            _fail("threshold" if good else first, "%d of %d required valid signatures from distinct update keys of "
+                  "the installed pinset\n%s", good, threshold, "\n".join(verdicts))
+        _fail(reason, 13, good, threshold, "\n".join(verdicts))  # new_threshold
 
 
-class Trust:
-    # What a device trusts, small: never a pinset's text beside a bundle.
-    #   serial, floor: of the trusted pinset (floor: the latest authenticated
-    #     date: the floor file, issued dates)
-    #   keys, threshold, id: its update keys (lines), threshold, keyset_id;
-    #     None, 0, None without an update section
-    #   url: its update.url or None
-    #   digest: SHA-256 of its file's bytes (rule 2a compares payloads with it)
-    def __init__(self, digest, d, ps, floor):
-        u = d.get("update")
-        self.serial, self.digest = ps.serial, digest
-        self.floor = ps.floor if floor is None or ps.floor and ps.floor > floor else floor
-        self.keys = u["keys"] if u else None
-        self.threshold = u["threshold"] if u else 0
-        self.id = keyset_id(u) if u else None
-        self.url = u.get("url") if u else None
+def _trust(digest, u, ps, floor):
+    # The Trust (certpin/_fetch.py) of the pinset ps, whose "update" section
+    # is u (or None) and whose file's SHA-256 is digest; floor: the floor so
+    # far, or None.
+    t = Trust()
+    t.serial, t.digest = ps.serial, digest
+    t.floor = ps.floor if floor is None or ps.floor and ps.floor > floor else floor
+    t.keys = u["keys"] if u else None
+    t.threshold = u["threshold"] if u else 0
+    t.id = keyset_id(u) if u else None
+    t.url = u.get("url") if u else None
+    return t
 
 
 def trust(installed, floor=None):
@@ -259,7 +220,7 @@ def trust(installed, floor=None):
     if isinstance(installed, str):
         installed = installed.encode()
     d, ps = parse(installed)
-    t = Trust(hashlib.sha256(installed).digest(), d, ps, floor)
+    t = _trust(hashlib.sha256(installed).digest(), d.get("update"), ps, floor)
     ps.floor = t.floor
     return t, ps
 
@@ -282,11 +243,9 @@ def step(t, box, final, today=None, n=None):
     if dg == t.digest:
         return None
     if t.keys is None:
-        _fail("no_update_keys", "the installed pinset has no \"update\" section naming the keys that may sign "
-              "its successor: flash a pinset with one over USB (certpin flash)")
+        _fail("no_update_keys", 14)
     if t.serial is None:
-        _fail("no_serial", "the installed pinset has no \"serial\", so a replay could not be told from an update: "
-              "flash a pinset with a serial over USB (certpin flash)")
+        _fail("no_serial", 15)
     done = {}
     p = p.encode()  # the signing inputs' payload part, once for every verification
     try:
@@ -298,32 +257,22 @@ def step(t, box, final, today=None, n=None):
     try:
         d, new = parse(data)
     except PinsetError as e:
-        _fail("bad_pinset", "the signed payload is not a valid pinset: %s", e.args[0])
+        _fail("bad_pinset", 16, e.args[0])
     if new.serial is None:
-        _fail("bad_pinset", "the signed pinset has no serial (the next update could not be told from a replay)")
+        _fail("bad_pinset", 17)  # no serial
     u = d.get("update")
+    d = None  # the rest of the parsed payload (hosts, pins): the Pinset has them
     if u:  # Rule 6b: the new key set signed it too
         _signatures(p, sigs, u["keys"], u["threshold"], done, n, "new_threshold")
     if new.serial <= t.serial:
-        _fail("rollback", "the signed pinset has serial %d, not greater than the installed serial %d "
-              "(an older pinset replayed, or the same serial reused)", new.serial, t.serial)
-    nt = Trust(dg, d, new, t.floor)
-    d = None
+        _fail("rollback", 18, new.serial, t.serial)
+    nt = _trust(dg, u, new, t.floor)
     new.floor = nt.floor
     if final:
         e = expired(new, today)
         if e:
-            _fail("expired", "the signed pinset (serial %d) expired on %04d-%02d-%02d (today is %04d-%02d-%02d)"
-                  % ((new.serial,) + new.expires + e))
+            _fail("expired", 19, *((new.serial,) + new.expires + e))
     return data, new, nt
-
-
-def expired(ps, today=None):
-    # Rule 8: the date ps is judged expired by, or None when it is in force.
-    if today is None:
-        today = _today(ps.floor)
-    e = ps.expires
-    return today if e and e < today else None
 
 
 def verify(installed, bundle, today=None, floor=None):
@@ -348,38 +297,23 @@ def _verify(installed, bundle, today, floor):
     return r[0], r[1], False, cur
 
 
-def _today(floor):
-    # Rule 8's today: the clock when it is plausibly set, but never before the
-    # floor. gmtime hides the epoch (2000 on esp32, 1970 elsewhere).
-    t = tuple(time.gmtime()[:3])
-    if t[0] < CLOCK_FLOOR:
-        t = (0, 0, 0)
-    return floor if floor and floor > t else t
-
-
 def installed(path):
     # (Trust, Pinset) of the pinset file at path and its floor file.
+    from certpin._load import _fail as unreadable, floor_path, read, read_floor  # loaded with this module
+
     try:
         data = read(path)
     except OSError as e:
-        raise PinsetError("%s: cannot read the pinset file (%s)" % (path, e))
+        unreadable(path, 27, e)  # "<path>: cannot read the pinset file (<error>)"
     fp = floor_path(path)
     t, ps = trust(data, read_floor(fp))
     ps._fp = fp
     return t, ps
 
 
-def update(bundle, path="/certpin.json"):
-    return run(path, "", _apply, bundle, path)
-
-
-def _apply(bundle, path):
+def against(path, bundle):
+    # certpin.update()'s rules: the installed Pinset when the bundle carries
+    # the installed file (a no-op), else step()'s (payload, Pinset, Trust).
     t, cur = installed(path)
     r = step(t, [bundle], True)
-    if r is None:
-        return cur
-    # The floor never goes back: the old pinset's floor, moved up to the new issued date.
-    from certpin._floor import save
-
-    save(path, r[0], r[1], r[2].floor)
-    return r[1]
+    return cur if r is None else r
