@@ -483,3 +483,35 @@ def test_a_line_that_parses_into_another_shape_is_dropped_not_fatal(runtime, ser
     assert sorted(r["reason"] for r in recs) == ["pin_mismatch", "update_refused"], recs
     assert [r["port"] for r in recs if r["reason"] == "update_refused"] == [None]
     assert len(journal(d)) == 2
+
+
+@pytest.mark.parametrize("fw", ["mp1.20", "mp1.22", "mp1.22-peercert", "mp1.23"])
+def test_send_reports_over_https_on_older_firmware(fw, serve, pki, tmp_path):
+    # Real builds (../shared/runtimes). A collector outside the pinset over https (TLS that checks
+    # nothing, as documented) and a pinned one: firmware without verify_callback (< 1.23) does its
+    # TLS through certpin/_old.py, as fetch_update() does (sibling of that fix: send_reports made
+    # a firmware SSLContext that v1.20 does not have, and every report stayed undelivered).
+    from conftest import firmware
+
+    rt = firmware(fw)
+    rogue = serve(pki.rogue_leaf)
+    chain, key = pki.genuine.write(pki.dir)
+    with Collector("ok", tls=(chain, key)) as c:
+        hosts = {"localhost": {"pins": [pki.genuine.pin, BACKUP]}}
+        out, d = run(rt, tmp_path, [
+            # the report url names 127.0.0.1, not in the pinset; then localhost, pinned
+            write(pinset(pki, report={"url": c.url().replace("localhost", "127.0.0.1")}, hosts=hosts)), clock(),
+            {"op": "conn", "port": rogue.port}, {"op": "send"}, {"op": "reports"},
+            {"op": "conn", "port": rogue.port}, {"op": "send", "url": c.url()},
+            {"op": "reports"},
+        ])
+    assert out[3]["ok"] and out[3]["sent"] == 1, (fw, out[3])
+    assert out[4]["reports"] == []
+    if fw == "mp1.22":  # no getpeercert: a pinned collector's key cannot be checked, and it is refused
+        assert out[6]["ok"] is False and "the journal keeps them" in out[6]["message"], out[6]
+        assert out[7]["reports"], out[7]
+    else:
+        assert out[6]["ok"] and out[6]["sent"] == 1, (fw, out[6])
+        assert out[7]["reports"] == []
+    # what reached the collector: each delivered record once; nothing over the connection refused on 1.22
+    assert len([r for b in c.bodies if b for r in json.loads(b)]) == (1 if fw == "mp1.22" else 2), c.bodies

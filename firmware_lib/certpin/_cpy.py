@@ -226,11 +226,12 @@ class _BIO:
         return self._pump(self.o.write, b)
 
 
-def tls_bio(d, host, ps, cadata):
+def tls_bio(d, host, ps, cadata, port):
     # certpin/_http.py's TLS on CPython (the host tool and the tests): over
-    # the deadline-bounded stream d; ps: the update host's pins, or None.
+    # the deadline-bounded stream d; ps: the host's pins, or None.
     if ps is not None:
         ctx = SSLContext(ps, cadata)
+        ctx.port = port  # for the failure journal, should this connection be refused
     else:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if cadata:

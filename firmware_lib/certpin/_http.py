@@ -25,9 +25,9 @@ MAX_BODY = 16384
 MAX_HEAD = 4096
 _CPY = sys.implementation.name != "micropython"
 
-try:
-    from time import ticks_add, ticks_diff, ticks_ms
-except ImportError:  # CPython
+if hasattr(time, "ticks_ms"):  # MicroPython (attributes, as certpin/_journal.py: a stand-in time module works on every version)
+    ticks_ms, ticks_diff, ticks_add = time.ticks_ms, time.ticks_diff, time.ticks_add
+else:  # CPython
 
     def ticks_ms():
         return int(time.monotonic() * 1000)
@@ -51,20 +51,30 @@ def _err(n, *a):
 
 
 def _split(url):
-    # (tls, host, port, path of the request line)
+    # (tls, host, port, path of the request line), else an UpdateError (reason fetch).
+    r = parts(url)
+    if type(r) is int:
+        _err(r, url)
+    return r
+
+
+def parts(url):
+    # (tls, host, port, path of the request line) of an http:// or https://
+    # URL of printable ASCII (at most 512 bytes), else the number of the text
+    # in certpin/_utext.py that says what is wrong (certpin._send words its own).
     # Checked on the bytes: iterating a str on MicroPython interns each character met as a qstr, for good.
     try:
         b = url.encode()
     except Exception:  # not a str, or (CPython) a lone surrogate
         b = b""
     if not b or len(b) > 512 or min(b) < 33 or max(b) > 126:
-        _err(29, url)  # not printable ASCII
+        return 29  # not printable ASCII
     if url[:7] == "http://":
         tls, rest = False, url[7:]
     elif url[:8] == "https://":
         tls, rest = True, url[8:]
     else:
-        _err(30, url)  # not http or https
+        return 30  # not http or https
     rest = rest.split("#", 1)[0]
     i = rest.find("/")
     hp, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
@@ -73,11 +83,11 @@ def _split(url):
     if j >= 0 and "]" not in hp[j:]:
         p = hp[j + 1 :]
         if not p or p.strip("0123456789") or not 0 < int(p) < 65536:
-            _err(31, url)  # bad port
+            return 31  # bad port
         hp, port = hp[:j], int(p)
     host = hp[1:-1] if hp[:1] == "[" and hp[-1:] == "]" else hp
     if not host or "@" in host or "[" in host or "]" in host:
-        _err(32, url)  # no host
+        return 32  # no host
     return tls, host, port, path
 
 
@@ -117,12 +127,37 @@ class _Deadline(object if _CPY else __import__("io").IOBase):  # IOBase: a strea
         return -1
 
 
-def _tls(raw, host, ps, cadata):
+def connect(ai, host, port, tls, pinned, cadata, end):
+    # (the raw socket, the stream to talk through) of a connection to the
+    # address ai (getaddrinfo's) bounded by the deadline end (ticks_ms): TLS
+    # when tls, pinned (a Pinset: the host is in it, its pins apply) or not
+    # (validated against cadata, a list of DER, when given: see _tls).
+    # certpin._send's POST uses it too. The caller closes the raw socket.
+    s = socket.socket(ai[0], socket.SOCK_STREAM)
+    try:
+        d = _Deadline(s, end)
+        d.left()
+        s.connect(ai[-1])
+        if not tls:
+            return s, d
+        if _CPY:  # the host tool and the tests: TLS over memory BIOs, through the deadline too
+            from certpin._cpy import tls_bio as wrap
+        else:
+            wrap = _tls
+        return s, wrap(d, host, pinned, cadata, port)
+    except BaseException:
+        s.close()
+        raise
+
+
+def _tls(raw, host, ps, cadata, port):
     # certpin's contexts use the real tls module, captured before any install().
     from certpin import SSLContext, _context, tls
 
-    if ps is not None:  # the update host is pinned: its pins apply (certpin/_old.py on firmware < 1.23)
-        return SSLContext(ps, cadata).wrap_socket(raw, server_hostname=host)
+    if ps is not None:  # the host is pinned: its pins apply (certpin/_old.py on firmware < 1.23)
+        x = SSLContext(ps, cadata)
+        x.port = port  # for the failure journal, should this connection be refused
+        return x.wrap_socket(raw, server_hostname=host)
     # Without cadata CERT_NONE: the signature is the protection. Firmware
     # without verify_callback (< 1.23: no SSLContext, or 1.22's, whose
     # load_verify_locations reads a positional argument as a file path)
@@ -176,22 +211,10 @@ def _get(url, ps, cadata, c):
             _err(35, url)  # not a usable host name
     if c[0] is None or c[1] != host or c[2] != port:
         c[0], c[1], c[2] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0], host, port
-    ai = c[0]
-    s = socket.socket(ai[0], socket.SOCK_STREAM)
+    if cadata is not None and not isinstance(cadata, (list, tuple)):
+        cadata = [cadata]
+    s, t = connect(c[0], host, port, tls, pinned, cadata, c[5])
     try:
-        d = _Deadline(s, c[5])
-        d.left()
-        s.connect(ai[-1])
-        if tls:
-            if cadata is not None and not isinstance(cadata, (list, tuple)):
-                cadata = [cadata]
-            if _CPY:  # the host tool and the tests: TLS over memory BIOs, through the deadline too
-                from certpin._cpy import tls_bio as wrap
-            else:
-                wrap = _tls
-            t = wrap(d, host, pinned, cadata)
-        else:
-            t = d
         # The check-in: a static server's access log shows which serial each device holds.
         from certpin import __version__
 

@@ -15,124 +15,24 @@
 import json
 import socket
 import sys
-import time
 
 from certpin import Error, PinsetError, __version__
+from certpin._http import connect, parts, ticks_add, ticks_ms  # fetch_update()'s transport: one way to connect
 from certpin._journal import _key, device, pending, write
-
-_CPY = sys.implementation.name != "micropython"
-
-if hasattr(time, "ticks_ms"):  # MicroPython (attributes: a stand-in time module works on every version)
-    ticks_ms, ticks_diff = time.ticks_ms, time.ticks_diff
-else:  # CPython
-
-    def ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-
-class _Stream(object if _CPY else __import__("io").IOBase):  # IOBase: a stream MicroPython's TLS can wrap
-    # The raw socket, every read and write bounded by what is left of the
-    # call's deadline (one recv per read: a trickling server still ends it).
-    def __init__(self, s, end):
-        self.s, self.end = s, end
-
-    def left(self):
-        ms = ticks_diff(self.end, ticks_ms())
-        if ms <= 0:
-            raise OSError(110, "ETIMEDOUT")
-        self.s.settimeout(ms / 1000)
-
-    def readinto(self, b):
-        self.left()
-        if _CPY:
-            return self.s.recv_into(b)
-        data = self.s.recv(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def write(self, b):
-        self.left()
-        return self.s.send(b)
-
-    def close(self):
-        self.s.close()
-
-    def ioctl(self, req, arg):  # the stream protocol mbedTLS uses on MicroPython
-        if req == 4:  # MP_STREAM_CLOSE
-            self.s.close()
-            return 0
-        return -1
-
-
-def _split(url):
-    # (tls, host, port, path) of an http:// or https:// URL, else None.
-    try:
-        b = url.encode()
-    except Exception:
-        return None
-    if not b or len(b) > 512 or min(b) < 33 or max(b) > 126:
-        return None
-    tls = url[:8] == "https://"
-    if not tls and url[:7] != "http://":
-        return None
-    rest = url[7 + tls :].split("#", 1)[0]
-    i = rest.find("/")
-    hp, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
-    port = 443 if tls else 80
-    j = hp.rfind(":")
-    if j >= 0 and "]" not in hp[j:]:
-        p = hp[j + 1 :]
-        if not p or p.strip("0123456789") or not 0 < int(p) < 65536:
-            return None
-        hp, port = hp[:j], int(p)
-    host = hp[1:-1] if hp[:1] == "[" and hp[-1:] == "]" else hp
-    if not host or "@" in host or "[" in host or "]" in host:
-        return None
-    return tls, host, port, path
 
 
 def _post(url, body, ps, end):
     # The HTTP status code of POSTing body to url, or OSError/Error.
-    u = _split(url)
-    if u is None:
+    u = parts(url)
+    if type(u) is int:
         raise Error("%r is not an http:// or https:// URL of printable ASCII (at most 512 characters)" % (url,))
     tls, host, port, path = u
+    pinned = ps if tls and ps._find(host) >= 0 else None  # a PinError for a name that is no host name
     ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-    s = socket.socket(ai[0], socket.SOCK_STREAM)
+    # TLS as fetch_update's: certpin's pinned SSLContext for a collector in the pinset, else TLS
+    # that checks nothing; firmware < 1.23 through certpin/_old.py
+    s, c = connect(ai, host, port, tls, pinned, None, end)
     try:
-        c = d = _Stream(s, end)
-        d.left()
-        s.connect(ai[-1])
-        if tls:
-            pinned = ps if ps._find(host) >= 0 else None  # a PinError for a name that is no host name
-            if _CPY:  # TLS over memory BIOs, so that the handshake too is bounded by the deadline
-                import ssl
-
-                from certpin._cpy import _BIO
-
-                if pinned:
-                    from certpin._cpy import SSLContext
-
-                    x = SSLContext(pinned)
-                    x.port = port
-                else:
-                    x = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                    x.check_hostname = False
-                    x.verify_mode = ssl.CERT_NONE
-                c = _BIO(d, x, host)
-            elif pinned:
-                from certpin import SSLContext
-
-                x = SSLContext(pinned)
-                x.port = port  # for the journal, should this connection be refused
-                c = x.wrap_socket(d, server_hostname=host)
-            else:
-                from certpin import _context
-
-                c = _context(None).wrap_socket(d, server_hostname=host)
         req = ("POST %s HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                "User-Agent: certpin/%s\r\nConnection: close\r\n\r\n" % (path, host, len(body), __version__)).encode() + body
         while req:
@@ -197,7 +97,7 @@ def send(url, timeout, path):
         raise Error("no url given, and the pinset at %s has no report.url" % path)
     dev = device(path)
     try:
-        end = ticks_ms() + int(timeout * 1000)
+        end = ticks_add(ticks_ms(), int(timeout * 1000))
     except (TypeError, ValueError):
         raise Error("timeout: expected a number of seconds, not %r" % (timeout,))
     sent = {}
