@@ -515,3 +515,38 @@ def test_send_reports_over_https_on_older_firmware(fw, serve, pki, tmp_path):
         assert out[7]["reports"] == []
     # what reached the collector: each delivered record once; nothing over the connection refused on 1.22
     assert len([r for b in c.bodies if b for r in json.loads(b)]) == (1 if fw == "mp1.22" else 2), c.bodies
+
+
+@pytest.mark.parametrize("missing", [("_report.py",), ("_refuse.py", "_report.py")])
+def test_a_library_missing_its_refusal_modules_still_refuses_with_pin_errors(runtime, serve, pki, tmp_path, missing):
+    # A flash that can no longer read certpin/_refuse.py and _report.py (or a library copied in
+    # part): a refused connection and a failed check() are PinErrors naming what cannot be loaded,
+    # never an ImportError or OSError the application does not expect (found by the power-cut
+    # test of the catch-up walk on FAT: an ImportError left fetch_update()); a genuine server
+    # still connects.
+    import shutil
+
+    rogue, genuine = serve(pki.rogue_leaf), serve(pki.genuine)
+    lib = tmp_path / "lib"
+    shutil.copytree(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "firmware_lib", "certpin"),
+                    lib / "certpin", ignore=shutil.ignore_patterns("__pycache__", *missing))
+    ps = tmp_path / "certpin.json"
+    ps.write_text(pinset(pki))
+    leaf = tmp_path / "rogue.der"
+    leaf.write_bytes(pki.rogue_leaf.der)
+    if runtime.name == "cpython":  # -S: without site-packages, whose editable install maps certpin.* to the repo
+        import subprocess
+        import sys
+
+        p = subprocess.run([sys.executable, "-S", os.path.join(os.path.dirname(os.path.abspath(__file__)), "device",
+                                                               "partial_library.py"),
+                            str(lib), str(ps), str(rogue.port), str(genuine.port), str(leaf)],
+                           capture_output=True, text=True, timeout=60)
+    else:
+        p = runtime.run("partial_library.py", lib, ps, rogue.port, genuine.port, leaf)
+    lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+    assert lines, (p.stdout, p.stderr)
+    out = json.loads(lines[-1])
+    assert out["check"][0] == "PinError" and "cannot load certpin/_report" in out["check"][1], out
+    assert out["rogue"][0] == "PinError" and "cannot load certpin/_re" in out["rogue"][1], out
+    assert out["genuine"] == "ok", out

@@ -90,11 +90,13 @@ def run(path, url, f, *a):
     try:
         try:
             return f(*a)
-        except OSError as e:
+        except (OSError, ImportError) as e:
             # The network is the getter's (reason fetch) and the install is
             # install()'s: an OSError here is the filesystem failing elsewhere (a
             # module of certpin that cannot be read any more, on a flash that
-            # failed a write). A certpin.Error all the same, and the truth.
+            # failed a write: MicroPython then says ImportError, as the power-cut
+            # test of the catch-up walk on FAT found). A certpin.Error all the
+            # same, and the truth.
             _fail("write_failed", 0, e)
         except MemoryError:
             # Not a verdict on the bundle (the host tool would accept what a

@@ -53,9 +53,9 @@ def finish(st):
         for depth, d in seen:
             if depth == 0 and not isinstance(d, bytes):
                 why = "the leaf certificate cannot be checked"
-        from certpin._report import describe
-
-        fail(st, "pin_mismatch", describe(st.ps, st.host, [(depth, d, "") for depth, d in seen], st.verified, why))
+        # through _use: a _report that cannot be loaded leaves a PinError with a text saying so
+        fail(st, "pin_mismatch", _use("_report", "describe", st.ps, st.host, [(depth, d, "") for depth, d in seen],
+                                      st.verified, why))
 
 
 def refused(st, exc):
