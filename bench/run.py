@@ -163,6 +163,16 @@ ps = certpin.load(P)  # held, as a device holds its pinset
 """
 
 
+def frozen_build():
+    """FROZEN when it exists and was built after every file of the library changed (it freezes the
+    library as it was when `make bench-frozen` ran: an older build would measure older code), else None."""
+    if not os.path.exists(FROZEN):
+        return None
+    built = os.path.getmtime(FROZEN)
+    lib = [os.path.join(LIB, f) for f in os.listdir(LIB)] + [os.path.join(ROOT, "firmware_lib", "manifest.py")]
+    return FROZEN if all(os.path.getmtime(f) < built for f in lib) else None
+
+
 def peak_heap(micropython, env, setup, cwd, timeout=3600):
     """bench/peak.py's measure, the one every bench uses (see there): the least free heap, with
     certpin imported and the pinset loaded, in which S() succeeds. `setup` is device code that sets
@@ -557,13 +567,13 @@ def main():
     if part is None:
         over += report("per call (bench/device_bench.py)", device_rows(device_figures(micropython, env, work), sizes))
     if part in (None, "peaks"):
-        frozen = FROZEN if os.path.exists(FROZEN) else None
+        frozen = frozen_build()
         over += report("free heap an operation needs, KB, 64-bit / 32-bit build / frozen (1.26.1, 64-bit): the least "
                        "free heap it succeeds in, certpin imported and the pinset loaded (bench/peak.py)", peak_rows(
             peak_figures(micropython, env, work), peak_figures(mp32, env, work) if mp32 else None,
             peak_figures(frozen, dict(env, MICROPYPATH=".frozen"), work) if frozen else None))
         if not frozen:
-            print("  (frozen: no frozen unix port at %s; `make bench-frozen` builds it)" % FROZEN)
+            print("  (frozen: no up-to-date frozen unix port at %s; `make bench-frozen` builds it)" % FROZEN)
     if part in (None, "p256"):
         over += report("ES256 verification (bench/p256_bench.py)", p256_rows(micropython, env, work, pkg))
     print("mpy files in", pkg)

@@ -76,16 +76,21 @@ def auto_port():
 # ---------------------------------------------------------------- the connection
 
 
-def connect(port, tool="mpremote", timeout=120):
-    """A Board connected to ``port`` with ``tool``'s transport, in the raw REPL (after a soft reset)."""
+def connect(port, tool="mpremote", timeout=120, soft_reset=True):
+    """A Board connected to ``port`` with ``tool``'s transport, in the raw REPL (after a soft reset;
+    soft_reset=False, mpremote only, resumes the board as `mpremote resume` does: what the running
+    program holds in RAM stays, e.g. the failure journal's repeats not yet written)."""
     if tool not in TOOLS:
         raise BoardError("unknown tool %r (choose from %s)" % (tool, ", ".join(TOOLS)))
     b = Board(port, tool, timeout)
+    b.soft_reset = soft_reset or tool != "mpremote"  # ampy's Pyboard always resets
     b._open()
     return b
 
 
 class Board:
+    soft_reset = True
+
     def __init__(self, port, tool, timeout):
         self.port = port
         self.tool = tool
@@ -110,7 +115,7 @@ class Board:
             for attempt in range(3):
                 try:
                     if self.tool == "mpremote":
-                        self._t.enter_raw_repl(soft_reset=True)
+                        self._t.enter_raw_repl(soft_reset=self.soft_reset)
                     else:
                         self._t.enter_raw_repl()
                     break

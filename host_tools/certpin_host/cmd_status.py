@@ -5,12 +5,8 @@ import datetime
 import hashlib
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 
-from certpin_host import reports
+from certpin_host import board, reports
 from certpin_host.errors import EXIT_FAIL, UserError
 
 EPILOG = """\
@@ -49,7 +45,8 @@ def register(sub):
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--port", required=True, help="the board's serial port (/dev/ttyUSB0, COM3, a vboard's /dev/pts/N)")
+    p.add_argument("--port", required=True, help="the board's serial port (/dev/ttyUSB0, COM3, a vboard's /dev/pts/N), "
+                   "or auto: the one attached board, as mpremote finds it")
     p.add_argument("--tool", choices=("mpremote", "ampy"), default="mpremote", help="tool to talk to the board (default: mpremote)")
     p.add_argument("--path", default="/certpin.json", help="the pinset file on the board (default: /certpin.json)")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
@@ -102,36 +99,13 @@ def board_code(path):
 
 
 def run_on_board(port, tool, code, timeout):
-    """Run MicroPython code on the board through mpremote (without a reset) or ampy; its stdout.
-
-    The one place status talks to a board: swap it for another transport here.
-    """
-    d = tempfile.mkdtemp(prefix="certpin-status-")
+    """Run MicroPython code on the board through the transport `certpin flash` uses (certpin_host.board:
+    mpremote's, resuming the board without a reset, or ampy's); its stdout."""
     try:
-        script = os.path.join(d, "status.py")
-        with open(script, "w") as f:
-            f.write(code)
-        if tool == "mpremote":
-            argv = [sys.executable, "-m", "mpremote", "connect", port, "resume", "run", script]
-        else:
-            exe = os.path.join(os.path.dirname(sys.executable), "ampy")
-            exe = exe if os.path.exists(exe) else shutil.which("ampy")
-            if not exe:
-                raise UserError("ampy is not installed (pip install adafruit-ampy)")
-            argv = [exe, "--port", port, "run", script]
-        try:
-            p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise UserError("%s: no answer from the board within %gs (is it a board running MicroPython?)" % (port, timeout))
-        except OSError as e:
-            raise UserError("cannot run %s: %s" % (tool, e))
-        if p.returncode != 0:
-            detail = (p.stderr.strip() or p.stdout.strip()).splitlines()
-            raise UserError("%s failed on %s (exit %d)%s" % (tool, port, p.returncode,
-                                                           ": " + " | ".join(detail[-4:]) if detail else ""))
-        return p.stdout
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+        with board.connect(port, tool, timeout, soft_reset=False) as b:
+            return b.exec(code, timeout=timeout).decode("utf-8", "replace")
+    except board.BoardError as e:
+        raise UserError(str(e))
 
 
 def parse_output(out):
@@ -272,6 +246,11 @@ def _pinset_facts(ps, data):
 
 
 def run(args):
+    if args.port == "auto":
+        try:
+            args.port = board.auto_port()
+        except board.BoardError as e:
+            raise UserError(str(e))
     if not os.path.exists(args.port) and args.port.startswith("/dev/"):
         raise UserError("%s: no such port (is the board plugged in? is the vboard running?)" % args.port)
     if not args.path.startswith("/"):
