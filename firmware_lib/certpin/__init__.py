@@ -306,15 +306,9 @@ def _use(name, f, *args, **kw):
         __import__(m)
     except (ImportError, OSError) as e:
         # A module that cannot be read (a flash that failed a write, a library
-        # copied in part): a certpin error saying so, never a stray exception
-        # type, and a refusal stays a refusal: without _report it keeps this
-        # text, without _refuse it is a PinError all the same.
-        if sys.implementation.name == "micropython":
-            _drop()
-        t = "certpin cannot load certpin/%s (%r): is the library complete and the filesystem sound?" % (name, e)
-        if name == "_report" and f != "pins":
-            return t
-        raise (PinError if name == "_refuse" else Error)(t)
+        # copied in part): a certpin error, never a stray exception type; a
+        # refusal (_refuse, _report) stays a PinError.
+        raise (PinError if name[:3] == "_re" else Error)("certpin/%s cannot be loaded: %r" % (name, e))
     try:
         return getattr(sys.modules[m], f)(*args, **kw)
     finally:
@@ -539,10 +533,8 @@ class SSLContext:
                 (s or sock).close()
             except Exception:  # a stream without close(): the refusal still stands
                 pass
-            if isinstance(e, ImportError):  # _old or _deferred could not be read: refused, and why
-                raise PinError("%s: refused: certpin cannot load its TLS module (%r): is the library complete "
-                               "and the filesystem sound?" % (server_hostname, e))
-            raise e
+            # _old or _deferred that cannot be read: refused, a PinError saying why
+            raise PinError("certpin cannot be loaded: %r" % e) if isinstance(e, ImportError) else e
 
 
 def __getattr__(name):
