@@ -12,7 +12,9 @@
 #       runs it step by step); keyset_id(update) names a key set
 #   installed(path) -> (Trust, Pinset), against(path, bundle): the rules'
 #       phases of certpin.fetch_update() and certpin.update() (their driver
-#       is certpin/_fetch.py; the install is certpin._floor's)
+#       is certpin/_fetch.py, which runs a fetched bundle's step() in phases,
+#       each P-256 verification with this module dropped: _fetch._step; the
+#       install is certpin._floor's)
 #
 # The rules run in a fixed order and the first that fails names itself in
 # UpdateError.reason. The signatures are checked before the payload is
@@ -22,9 +24,11 @@
 # sender: at most 32 signature entries are read, at most one P-256
 # verification per key (old and new), none after a threshold is reached.
 # Loaded for one phase of an update and dropped afterwards, with _load (the
-# strict JSON check, the key reading, the payload's parse). Each signature
-# check is a phase of its own inside it (certpin._fetch._call): the P-256 code
-# is in RAM only while it verifies, not while the payload is parsed.
+# strict JSON check, the key reading, the payload's parse). On a device the
+# P-256 code is not in RAM with them during fetch_update(): the driver
+# (certpin._fetch._step) runs each verification between two runs of step();
+# update(bundle) and the host's verify() run them inside, each a phase of its
+# own (certpin._fetch._call).
 import hashlib
 import json
 from binascii import a2b_base64, b2a_base64, hexlify
@@ -144,7 +148,7 @@ def keyset_id(u):
     return hexlify(hashlib.sha256(s.encode()).digest()[:16]).decode()
 
 
-def _signatures(p, sigs, keys, threshold, done, n, reason):
+def _signatures(p, sigs, keys, threshold, done, n, reason, known=None):
     # p: the payload as it is in the bundle (base64url, ASCII bytes).
     # Rules 4/5 (the trusted keys, reason "threshold") and 6b (the new
     # pinset's own keys, reason "new_threshold"). done: {kid: True/False}
@@ -152,6 +156,11 @@ def _signatures(p, sigs, keys, threshold, done, n, reason):
     # is verified at most once (a second entry with its kid, valid or not, is
     # not verified again) and counts for both when valid. Stops as soon as
     # the threshold is reached. n: [verifications made], or None.
+    # known: None, each verification runs here (a phase of its own:
+    # certpin._fetch._call); else {kid: verdict} of the verifications the
+    # driver ran (certpin._fetch._step), and the first one needed that is not
+    # in it is returned, [kid, key, digest, signature], for the driver to run
+    # with this module dropped. None when the threshold is met.
     kids = [kid(k) for k in keys]
     whose = "the installed pinset's" if reason == "threshold" else "the new pinset's"
     good = 0
@@ -180,10 +189,15 @@ def _signatures(p, sigs, keys, threshold, done, n, reason):
                     md = hashlib.sha256(h.encode())
                     md.update(b".")
                     md.update(p)
-                    if n is not None:
-                        n[0] += 1
-                    # A phase of its own: the P-256 code is not in RAM while the payload is parsed.
-                    ok = _call("_p256", "check", keys[kids.index(k)], md.digest(), sig)
+                    if known is not None:
+                        if k not in known:
+                            return [k, keys[kids.index(k)], md.digest(), sig]
+                        ok = known[k]
+                    else:
+                        if n is not None:
+                            n[0] += 1
+                        # A phase of its own: the P-256 code is not in RAM while the payload is parsed.
+                        ok = _call("_p256", "check", keys[kids.index(k)], md.digest(), sig)
                     msg = "%s: %s" % (k, "valid" if ok else "the signature does not verify")
                 done[k] = ok
                 if ok:
@@ -225,20 +239,33 @@ def trust(installed, floor=None):
     return t, ps
 
 
-def step(t, box, final, today=None, n=None):
+def step(t, box, final, today=None, n=None, known=None):
     """One bundle against the Trust t: None when its payload is the trusted
     file itself (rule 2a), else (payload bytes, new Pinset, new Trust), else
-    UpdateError. box: [the bundle (bytes or str)], emptied once it is read
-    (so that only its parts stay in RAM, not the bundle too). final: rule 8
-    applies (the release an update ends on); today (Y, M, D) overrides the
-    date rule 8 judges by; n: [count of P-256 verifications], increased."""
-    p, sigs = parse_bundle(box[0])
-    box[0] = None
+    UpdateError. box: [the bundle (bytes or str)]; once read, the bundle is
+    dropped from it and its parts appended, [None, parts] (so that only they
+    stay in RAM, not the bundle too, and a step run again does not read the
+    bundle again). final: rule 8 applies (the release an update ends on);
+    today (Y, M, D) overrides the date rule 8 judges by; n: [count of P-256
+    verifications], increased by those run here. known: None, the
+    verifications run inside; else {kid: verdict} of those run so far, and
+    the next one needed is returned instead, [kid, key, digest, signature]
+    (_signatures; certpin._fetch._step runs a step so, each verification
+    with this module and _load dropped: the step runs again from its parts,
+    to the same verdicts, for each)."""
+    if len(box) < 2:
+        p, sigs = parse_bundle(box[0])
+        box[0] = None
+        box.append((p.encode(), sigs))  # p: the signing inputs' payload part, made once
+    p, sigs = box[1]
     # The trusted file itself (a device polling update.url after it updated,
     # also after a signing-key rotation the bundle's signers are no longer
     # trusted for): a no-op, whoever signed it, since nothing changes. The
     # payload is compared as bytes (by digest), not parsed.
-    data = _b64url(p, "payload")
+    try:  # base64url, checked by parse_bundle
+        data = a2b_base64(p.replace(b"-", b"+").replace(b"_", b"/") + b"=" * (-len(p) % 4))
+    except ValueError:  # binascii.Error is one; MemoryError is not a verdict
+        _fail("not_jws", 5, "payload")
     dg = hashlib.sha256(data).digest()
     if dg == t.digest:
         return None
@@ -247,12 +274,13 @@ def step(t, box, final, today=None, n=None):
     if t.serial is None:
         _fail("no_serial", 15)
     done = {}
-    p = p.encode()  # the signing inputs' payload part, once for every verification
     try:
-        _signatures(p, sigs, t.keys, t.threshold, done, n, "threshold")
+        r = _signatures(p, sigs, t.keys, t.threshold, done, n, "threshold", known)
     except UpdateError as e:
         e.digest = dg  # the catch-up walk compares where it ends with this release
         raise
+    if r:
+        return r
     # Rule 6: only now is the payload parsed.
     try:
         d, new = parse(data)
@@ -263,7 +291,9 @@ def step(t, box, final, today=None, n=None):
     u = d.get("update")
     d = None  # the rest of the parsed payload (hosts, pins): the Pinset has them
     if u:  # Rule 6b: the new key set signed it too
-        _signatures(p, sigs, u["keys"], u["threshold"], done, n, "new_threshold")
+        r = _signatures(p, sigs, u["keys"], u["threshold"], done, n, "new_threshold", known)
+        if r:
+            return r
     if new.serial <= t.serial:
         _fail("rollback", 18, new.serial, t.serial)
     nt = _trust(dg, u, new, t.floor)
