@@ -53,9 +53,13 @@ def finish(st):
         for depth, d in seen:
             if depth == 0 and not isinstance(d, bytes):
                 why = "the leaf certificate cannot be checked"
-        # through _use: a _report that cannot be loaded leaves a PinError with a text saying so
-        fail(st, "pin_mismatch", _use("_report", "describe", st.ps, st.host, [(depth, d, "") for depth, d in seen],
-                                      st.verified, why))
+        try:  # imported, not through _use(): it stays loaded for the journal's record (certpin._journal)
+            from certpin._report import describe
+
+            why = describe(st.ps, st.host, [(depth, d, "") for depth, d in seen], st.verified, why)
+        except (ImportError, OSError) as e:  # unreadable: the refusal stands, with a text saying so
+            why = "%s: %s (certpin/_report cannot be loaded: %r)" % (st.host, why, e)
+        fail(st, "pin_mismatch", why)
 
 
 def refused(st, exc):
