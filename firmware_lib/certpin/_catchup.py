@@ -7,7 +7,7 @@ import gc
 import sys
 
 from certpin import UpdateError
-from certpin._fetch import MAX_STEPS, _copy, _fail, _req, _step, _text, catchup_url, expired
+from certpin._fetch import MAX_STEPS, _fail, _low, _req, _step, _text, catchup_url, expired
 
 _CPY = sys.implementation.name != "micropython"
 
@@ -18,14 +18,13 @@ def steps(t, get, url, today, save, first, b, st):
     n = st[2]
     last = None  # the last intermediate step: (Pinset, in force)
     for i in range(MAX_STEPS):
+        # A step leaves its small results (the Trust and Pinset reached) among
+        # its garbage, high in the heap: moved low (_low) and the old copies
+        # collected, they no longer split the room the next step's phases
+        # need (measured, 32-bit unix port, a walk through three rotations:
+        # 30.8 -> 29.2 KB of peak heap).
+        t, last = _low((t, last))
         if not _CPY:
-            # A step leaves its small results (the Trust and Pinset reached)
-            # among its garbage, high in the heap: collected, then copied low
-            # (_copy) and collected again, they no longer split the room the
-            # next step's phases need (measured, 32-bit unix port, a walk
-            # through three rotations: 30.8 -> 29.2 KB of peak heap).
-            gc.collect()
-            t, last = _copy((t, last))
             gc.collect()
         u = catchup_url(url, t.id)
         try:

@@ -145,9 +145,8 @@ def _step(t, b, final, today=None, n=None):
             r = _call("_update", "step", t, b, final, today, None, k)
             if type(r) is not list:
                 return r
-            if not k and not _CPY:  # the parts step() made, moved low (_copy)
-                gc.collect()
-                b[1] = _copy(b[1])
+            if not k:  # the parts step() made, moved low
+                b[1] = _low(b[1])
             k[r[0]] = _call("_p256", "check", r[1], r[2], r[3])
             r = None
             if n is not None:
@@ -258,10 +257,17 @@ def _req(get, u, st):
     b = get(u)
     if b is not None:
         st[1] += len(b)
-        if not _CPY:
-            gc.collect()
-            b = _copy(b)
+        b = _low(b)
     return b
+
+
+def _low(x):
+    # On a device, x copied low in the heap once it is collected (_copy);
+    # on CPython, x itself.
+    if _CPY:
+        return x
+    gc.collect()
+    return _copy(x)
 
 
 def _copy(x):
